@@ -1,0 +1,1 @@
+"""Infrastructure shared by every service: written once, imported, never copied."""

@@ -1,0 +1,116 @@
+"""One JSON error shape for every service: ``{"detail": ..., "code": ...}``.
+
+Validation errors keep the original Django REST Framework shape as well (``{"field": ["msg"]}``),
+because the original backend's clients read it; ``detail`` and ``code`` sit beside the fields.
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+class ApiError(Exception):
+    """A domain error that maps to one HTTP status; raise it from ``service.py``."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.code
+        self.status_code = status_code or self.status_code
+        self.headers = headers
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class PermissionDenied(ApiError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+def error_body(detail: Any, code: str) -> dict[str, Any]:
+    return {"detail": detail, "code": code}
+
+
+def field_errors(exc: RequestValidationError) -> dict[str, list[str]]:
+    """Pydantic's errors as DRF's ``{"field": ["message", ...]}``."""
+    fields: dict[str, list[str]] = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        name = ".".join(loc) or "non_field_errors"
+        message = str(error.get("msg", "Invalid value."))
+        if error.get("type") == "missing":
+            message = "This field is required."
+        fields.setdefault(name, []).append(message.removeprefix("Value error, "))
+    return fields
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(error_body(exc.detail, exc.code), exc.status_code, headers=exc.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES.get(exc.status_code, "error")
+    return JSONResponse(error_body(exc.detail, code), exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    body: dict[str, Any] = dict(field_errors(exc))
+    body.update(error_body("Invalid input.", "invalid"))
+    return JSONResponse(body, 400)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("Internal server error.", "internal_error"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,49 @@
+"""Alembic glue shared by every service: each service's ``migrations/env.py`` calls it."""
+
+from pathlib import Path
+
+import psycopg
+from alembic import command, context
+from alembic.config import Config
+from psycopg import sql
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.pool import NullPool
+
+from servicekit.db import libpq_url
+
+
+def run_alembic_env(metadata: MetaData, database_url: str) -> None:
+    """Body of a service's ``env.py``: offline or online migrations against ``database_url``."""
+    url = context.config.get_main_option("sqlalchemy.url") or database_url
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def upgrade_database(service_dir: Path, database_url: str, revision: str = "head") -> None:
+    """Run a service's migrations programmatically (tests, ``make up``)."""
+    config = Config(str(service_dir / "alembic.ini"))
+    config.set_main_option("script_location", str(service_dir / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url)
+    command.upgrade(config, revision)
+
+
+def ensure_database(database_url: str) -> bool:
+    """Create the database named in ``database_url`` if missing; True when it was created."""
+    target = libpq_url(database_url)
+    name = psycopg.conninfo.conninfo_to_dict(target)["dbname"]
+    admin = psycopg.conninfo.make_conninfo(target, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+        return True

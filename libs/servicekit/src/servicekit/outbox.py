@@ -1,0 +1,155 @@
+"""Transactional outbox: an event is stored with the state change, then relayed to the broker.
+
+``add_event`` writes the row in the caller's transaction and a ``NOTIFY`` that PostgreSQL
+delivers only if that transaction commits. ``OutboxRelay`` wakes on the notification (or polls),
+locks pending rows with ``FOR UPDATE SKIP LOCKED`` so several relays never publish the same row,
+publishes them with confirms and deletes them in the same transaction that locked them. A crash
+after publishing but before commit republishes the batch: consumers' inboxes make that harmless.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import psycopg
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope, Event, make_envelope
+from servicekit.bus import Publisher
+from servicekit.db import SessionMaker
+from servicekit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from servicekit.tables import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox_pending"
+
+
+async def add_event(
+    session: AsyncSession,
+    event: Event,
+    *,
+    producer: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+    headers: dict[str, str] | None = None,
+) -> Envelope:
+    """Record ``event`` in the caller's transaction; it is published after commit."""
+    envelope = make_envelope(
+        event,
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        event_id=event_id,
+    )
+    session.add(
+        OutboxMessage(
+            event_id=envelope.event_id,
+            routing_key=envelope.routing_key,
+            envelope=envelope.model_dump(mode="json"),
+            headers=headers or {},
+        )
+    )
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    return envelope
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; safe to run in several replicas at once."""
+
+    def __init__(
+        self,
+        session_maker: SessionMaker,
+        publisher: Publisher,
+        *,
+        listen_url: str | None,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._session_maker = session_maker
+        self._publisher = publisher
+        self._listen_url = listen_url
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        async with self._session_maker() as session, session.begin():
+            rows: Sequence[OutboxMessage] = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .order_by(OutboxMessage.created_at)  # type: ignore[arg-type]
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+            await self._publisher.publish_many(
+                [(env, dict(row.headers)) for env, row in zip(envelopes, rows, strict=True)]
+            )
+            await session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.event_id.in_([row.event_id for row in rows])  # type: ignore[attr-defined]
+                )
+            )
+        return len(rows)
+
+    async def drain(self) -> int:
+        """Publish until nothing is pending; returns the total."""
+        total = 0
+        while published := await self.relay_once():
+            total += published
+        return total
+
+    async def run(self) -> None:
+        """Relay forever: on every commit notification, and every poll interval regardless."""
+        listener = asyncio.create_task(self._listen()) if self._listen_url else None
+        try:
+            while True:
+                self._wakeup.clear()
+                try:
+                    await self.drain()
+                    await self.update_backlog_metrics()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("outbox relay failed; retrying", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+        finally:
+            if listener:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self) -> None:
+        assert self._listen_url
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._listen_url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("outbox listener lost its connection", exc_info=True)
+                await asyncio.sleep(self._poll_interval)
+
+    async def update_backlog_metrics(self) -> None:
+        async with self._session_maker() as session:
+            count, oldest = (
+                await session.execute(select(func.count(), func.min(OutboxMessage.created_at)))
+            ).one()
+        OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)

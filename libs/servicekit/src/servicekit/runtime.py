@@ -1,0 +1,90 @@
+"""Starting and stopping a service's messaging: bus, outbox relay, consumers, tick emitters.
+
+The broker may be down when a service starts: the API still accepts writes (they wait in the
+outbox) and the messaging side keeps trying to connect in the background. Readiness reports the
+broker and consumers until they are attached.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from servicekit.bus import Bus
+from servicekit.consumer import Consumer
+from servicekit.db import SessionMaker, libpq_url
+from servicekit.health import Readiness, health_app
+from servicekit.outbox import OutboxRelay
+from servicekit.ticks import TickEmitter
+
+logger = logging.getLogger(__name__)
+
+
+class Messaging:
+    def __init__(
+        self,
+        *,
+        amqp_url: str,
+        database_url: str,
+        session_maker: SessionMaker,
+        consumers: Sequence[Consumer] = (),
+        emitters: Sequence[TickEmitter] = (),
+        relay: bool = True,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.bus = Bus(amqp_url)
+        self.consumers = list(consumers)
+        self._emitters = list(emitters)
+        self.relay = (
+            OutboxRelay(
+                session_maker,
+                self.bus,
+                listen_url=libpq_url(database_url),
+                poll_interval=poll_interval,
+            )
+            if relay
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._connect_and_consume(), name="bus-connect")]
+        self._tasks += [asyncio.create_task(e.run(), name=f"tick-{e.job}") for e in self._emitters]
+
+    async def _connect_and_consume(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.bus.connect()
+                break
+            except Exception as exc:
+                logger.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for consumer in self.consumers:
+            await consumer.start(self.bus)
+        if self.relay is not None:
+            await self.relay.run()
+
+    async def stop(self) -> None:
+        for consumer in self.consumers:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bus.close()
+
+
+async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, port: int) -> None:
+    """Run consumers, relay and emitters, and serve health and metrics until SIGTERM/SIGINT."""
+    await messaging.start()
+    server = uvicorn.Server(
+        uvicorn.Config(health_app(readiness), host=host, port=port, log_level="warning")
+    )
+    try:
+        await server.serve()
+    finally:
+        await messaging.stop()

@@ -1,0 +1,274 @@
+"""Pytest plugin: real PostgreSQL databases and real RabbitMQ vhosts, isolated per test run.
+
+With a reachable Docker engine both servers come from testcontainers. Otherwise the servers at
+``DATABASE_URL`` (an admin URL, default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
+and ``AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) are used; the RabbitMQ
+management API (``RABBITMQ_MANAGEMENT_URL``, default port 15672 on the AMQP host) creates and
+deletes the vhosts. Every database and vhost name carries this run's id, and all are dropped at
+the end, so concurrent runs and leftovers never interfere.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import jwt
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg import sql
+
+from servicekit.db import libpq_url
+from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from servicekit.tokens import TokenVerifier
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    admin_database_url: str
+    amqp_url: str
+    management_url: str
+
+
+def _docker_reachable() -> bool:
+    if os.environ.get("TESTS_USE_DOCKER", "auto") == "never":
+        return False
+    if os.environ.get("DOCKER_HOST"):
+        return True  # a remote engine was configured on purpose
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect("/var/run/docker.sock")
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _containers() -> Iterator[Infrastructure]:
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with (
+        PostgresContainer("postgres:16-alpine", driver="psycopg") as pg,
+        RabbitMqContainer("rabbitmq:3.13-management-alpine") as mq,
+    ):
+        host = mq.get_container_host_ip()
+        yield Infrastructure(
+            admin_database_url=pg.get_connection_url(),
+            amqp_url=f"amqp://guest:guest@{host}:{mq.get_exposed_port(5672)}/",
+            management_url=f"http://{host}:{mq.get_exposed_port(15672)}",
+        )
+
+
+def _local() -> Infrastructure:
+    amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+    host = urlsplit(amqp_url).hostname or "127.0.0.1"
+    return Infrastructure(
+        admin_database_url=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        amqp_url=amqp_url,
+        management_url=os.environ.get("RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672"),
+    )
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Iterator[Infrastructure]:
+    if _docker_reachable():
+        with _containers() as infra:
+            yield infra
+    else:
+        yield _local()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def with_vhost(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+@pytest.fixture(scope="session")
+def make_database(infrastructure: Infrastructure, run_id: str) -> Iterator[Callable[[str], str]]:
+    """Factory: a new empty database named after this run; all are dropped at the end."""
+    admin = libpq_url(infrastructure.admin_database_url)
+    created: list[str] = []
+
+    def create(label: str) -> str:
+        name = f"t_{run_id}_{label}_{len(created)}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return with_database(infrastructure.admin_database_url, name)
+
+    yield create
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+class VhostAdmin:
+    """Creates and deletes vhosts through the RabbitMQ management API."""
+
+    def __init__(self, infrastructure: Infrastructure) -> None:
+        parts = urlsplit(infrastructure.amqp_url)
+        self._auth = (parts.username or "guest", parts.password or "guest")
+        self._user = self._auth[0]
+        self._base = infrastructure.management_url.rstrip("/") + "/api"
+        self._amqp_url = infrastructure.amqp_url
+
+    def create(self, vhost: str) -> str:
+        name = quote(vhost, safe="")
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            client.put(f"{self._base}/vhosts/{name}").raise_for_status()
+            client.put(
+                f"{self._base}/permissions/{name}/{self._user}",
+                json={"configure": ".*", "write": ".*", "read": ".*"},
+            ).raise_for_status()
+        return with_vhost(self._amqp_url, vhost)
+
+    def delete(self, vhost: str) -> None:
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            client.delete(f"{self._base}/vhosts/{quote(vhost, safe='')}")
+
+    def close_connections(self, vhost: str) -> int:
+        """Force-close every client connection of ``vhost`` (what a broker failover looks like)."""
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            conns = client.get(f"{self._base}/vhosts/{quote(vhost, safe='')}/connections").json()
+            for conn in conns:
+                client.delete(
+                    f"{self._base}/connections/{quote(conn['name'], safe='')}",
+                    headers={"X-Reason": "test closes connections"},
+                )
+        return len(conns)
+
+    def queue(self, vhost: str, queue: str) -> dict[str, object]:
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            response = client.get(
+                f"{self._base}/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
+            )
+            response.raise_for_status()
+            body: dict[str, object] = response.json()
+            return body
+
+
+@pytest.fixture(scope="session")
+def vhost_admin(infrastructure: Infrastructure) -> VhostAdmin:
+    return VhostAdmin(infrastructure)
+
+
+@dataclass(frozen=True)
+class Vhost:
+    name: str
+    url: str
+
+
+@pytest.fixture
+def vhost(vhost_admin: VhostAdmin, run_id: str) -> Iterator[Vhost]:
+    """A fresh RabbitMQ vhost for one test, deleted afterwards."""
+    name = f"t_{run_id}_{uuid.uuid4().hex[:8]}"
+    url = vhost_admin.create(name)
+    yield Vhost(name=name, url=url)
+    vhost_admin.delete(name)
+
+
+@pytest.fixture
+def amqp_url(vhost: Vhost) -> str:
+    return vhost.url
+
+
+def truncate_all(database_url: str) -> None:
+    """Empty every table but Alembic's (fast reset between tests sharing one database)."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            conn.execute(
+                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
+            )
+
+
+class TokenFactory:
+    """Signs access tokens the way the auth service does, for other services' tests.
+
+    ``verifier()`` trusts only this factory's public JWK Set, so a test exercises the same
+    verification path as production without the auth service running.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str = DEFAULT_JWT_ISSUER,
+        audience: str = DEFAULT_JWT_AUDIENCE,
+        kid: str = "test-key",
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.kid = kid
+        self._key = Ed25519PrivateKey.generate()
+
+    def jwks(self) -> dict[str, Any]:
+        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
+        public.update(kid=self.kid, use="sig", alg="EdDSA")
+        return {"keys": [public]}
+
+    def verifier(self) -> TokenVerifier:
+        jwks = self.jwks()
+
+        async def fetch() -> dict[str, Any]:
+            return jwks
+
+        return TokenVerifier(fetch, issuer=self.issuer, audience=self.audience)
+
+    def access_token(self, *, user_id: int, username: str, role: str, **overrides: Any) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "username": username,
+            "role": role,
+            "typ": "access",
+            "iat": now,
+            "exp": now + 900,
+            "jti": uuid.uuid4().hex,
+        }
+        claims.update(overrides)
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
+
+    def headers(self, *, user_id: int, username: str, role: str) -> dict[str, str]:
+        token = self.access_token(user_id=user_id, username=username, role=role)
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def token_factory() -> TokenFactory:
+    return TokenFactory()

@@ -1,0 +1,169 @@
+"""Verifying the auth service's access tokens with its public JWK Set only.
+
+No secret is shared: the auth service signs with a private key (EdDSA by default) and publishes
+the public keys at ``/api/auth/.well-known/jwks.json``. The verifier caches that set, refetches it
+on an unknown ``kid`` (at most once per ``refetch_interval``, so forged kids cannot hammer the
+auth service), accepts only the configured algorithms and checks ``iss``, ``aud``, ``exp`` and
+``typ``.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from servicekit.errors import NotAuthenticated, PermissionDenied
+
+JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
+
+INVALID_TOKEN = "Given token not valid for any token type"
+
+
+class TokenError(Exception):
+    """The token is not one this service accepts."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the access token says."""
+
+    user_id: int
+    username: str
+    role: str
+    token_id: str
+
+
+def http_jwks_fetcher(url: str, *, timeout: float = 5.0) -> JwksFetcher:
+    async def fetch() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
+
+    return fetch
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        fetch_jwks: JwksFetcher,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: tuple[str, ...] = ("EdDSA",),
+        token_type: str = "access",
+        cache_seconds: float = 300.0,
+        refetch_interval: float = 10.0,
+        leeway: float = 10.0,
+    ) -> None:
+        self._fetch_jwks = fetch_jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = algorithms
+        self._token_type = token_type
+        self._cache_seconds = cache_seconds
+        self._refetch_interval = refetch_interval
+        self._leeway = leeway
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed token") from exc
+        if header.get("alg") not in self._algorithms:
+            raise TokenError("algorithm not accepted")
+        key = await self._key(str(header.get("kid", "")))
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(self._algorithms),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from exc
+        if claims.get("typ") != self._token_type:
+            raise TokenError("wrong token type")
+        try:
+            return Principal(
+                user_id=int(claims["sub"]),
+                username=str(claims["username"]),
+                role=str(claims["role"]),
+                token_id=str(claims["jti"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise TokenError("incomplete claims") from exc
+
+    async def _key(self, kid: str) -> jwt.PyJWK:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._cache_seconds
+        unknown = kid not in self._keys and now - self._fetched_at > self._refetch_interval
+        if stale or unknown:
+            async with self._lock:
+                if time.monotonic() - self._fetched_at > min(self._refetch_interval, 1.0):
+                    await self._refresh()
+        if kid not in self._keys:
+            raise TokenError("unknown signing key")
+        return self._keys[kid]
+
+    async def _refresh(self) -> None:
+        try:
+            jwks = await self._fetch_jwks()
+            key_set = jwt.PyJWKSet.from_dict(jwks)
+        except Exception as exc:
+            if not self._keys:
+                raise TokenError("signing keys unavailable") from exc
+            return  # keep serving with the keys we have
+        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+        self._fetched_at = time.monotonic()
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller; 401 without a valid access token. Needs ``app.state.token_verifier``."""
+    if credentials is None:
+        raise NotAuthenticated(
+            "Authentication credentials were not provided.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        return await verifier.verify(credentials.credentials)
+    except TokenError as exc:
+        raise NotAuthenticated(
+            INVALID_TOKEN, code="token_not_valid", headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role != role:
+            raise PermissionDenied(f"Only a {role} may do this.")
+        return principal
+
+    return check
+
+
+SellerPrincipal = Annotated[Principal, Depends(require_role("seller"))]
+CustomerPrincipal = Annotated[Principal, Depends(require_role("customer"))]
