@@ -9,7 +9,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 # Packages present in this checkout (a service may not exist yet while it is being built).
 PRESENT := $(wildcard $(PACKAGES))
 
-.PHONY: setup lint format test test-unit test-e2e up down logs demo bench asyncapi pin
+.PHONY: setup lint format test up down logs demo bench asyncapi pin
 
 setup:
 	scripts/ensure-uv
@@ -51,3 +51,8 @@ demo:
 
 bench:
 	@echo "make bench: not built yet (issue 9)"; exit 1
+
+# Re-pin every direct and transitive version after changing a dependency.
+pin:
+	uv sync --all-packages --quiet
+	uv run python scripts/pin.py
