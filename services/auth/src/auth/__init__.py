@@ -1,0 +1,1 @@
+"""The auth service: accounts, password hashing, signed tokens and user events."""

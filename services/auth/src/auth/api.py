@@ -1,0 +1,164 @@
+"""The auth HTTP API, compatible with the original backend's ``/api/auth/`` routes."""
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from auth import service, signin
+from auth.db import SessionDep
+from auth.keys import KeyRing
+from auth.passwords import Passwords
+from auth.schemas import (
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    TokenRequest,
+    UpdateMeRequest,
+    UserOut,
+)
+from auth.service import FieldErrors
+from auth.signin import TokenIssuer
+from auth.throttle import SignInThrottle, client_address
+from servicekit.errors import field_errors
+from servicekit.tokens import CurrentPrincipal
+
+PREFIX = "/api/auth"
+
+
+class FieldErrorRoute(APIRoute):
+    """Validation errors as a bare ``{"field": ["message"]}`` body, as the original backend."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                if any(error.get("type") == "json_invalid" for error in exc.errors()):
+                    body: dict[str, Any] = {"detail": "JSON parse error", "code": "parse_error"}
+                else:
+                    body = dict(field_errors(exc))
+                return JSONResponse(body, status.HTTP_400_BAD_REQUEST)
+            except FieldErrors as exc:
+                return JSONResponse(exc.errors, status.HTTP_400_BAD_REQUEST)
+
+        return handle
+
+
+@dataclass(frozen=True)
+class AuthComponents:
+    """What the routes need besides a session; built once in ``create_app``."""
+
+    passwords: Passwords
+    issuer: TokenIssuer
+    throttle: SignInThrottle
+    keys: KeyRing
+    trust_forwarded_for: bool
+
+
+def _components(request: Request) -> AuthComponents:
+    components: AuthComponents = request.app.state.auth
+    return components
+
+
+Components = Annotated[AuthComponents, Depends(_components)]
+
+router = APIRouter(prefix=PREFIX, route_class=FieldErrorRoute, tags=["auth"])
+
+
+def _routes(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Serve ``path`` with and without its trailing slash (the documented form has it)."""
+    methods: list[str] = kwargs.pop("methods")
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        router.add_api_route(path, endpoint, methods=methods, **kwargs)
+        if path.endswith("/"):
+            router.add_api_route(
+                path.rstrip("/"), endpoint, methods=methods, include_in_schema=False, **kwargs
+            )
+        return endpoint
+
+    return register
+
+
+def _user_out(user: Any) -> UserOut:
+    return UserOut(id=user.id, username=user.username, email=user.email, role=user.role)
+
+
+@_routes("/register/", methods=["POST"], status_code=201, response_model=UserOut)
+async def register(body: RegisterRequest, session: SessionDep, auth: Components) -> UserOut:
+    user = await service.register(
+        session=session,
+        passwords=auth.passwords,
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        role=body.role,
+    )
+    return _user_out(user)
+
+
+@_routes("/token/", methods=["POST"], response_model=TokenPair)
+async def obtain_token(
+    body: TokenRequest, request: Request, session: SessionDep, auth: Components
+) -> TokenPair:
+    access, refresh = await signin.sign_in(
+        session=session,
+        passwords=auth.passwords,
+        throttle=auth.throttle,
+        issuer=auth.issuer,
+        username=body.username,
+        password=body.password,
+        address=client_address(request, trust_forwarded_for=auth.trust_forwarded_for),
+    )
+    return TokenPair(access=access, refresh=refresh)
+
+
+@_routes("/token/refresh/", methods=["POST"], response_model=TokenPair)
+async def refresh_token(body: RefreshRequest, session: SessionDep, auth: Components) -> TokenPair:
+    access, refresh = await signin.rotate(session=session, issuer=auth.issuer, token=body.refresh)
+    return TokenPair(access=access, refresh=refresh)
+
+
+@_routes("/logout/", methods=["POST"], status_code=204, response_class=Response)
+async def logout(body: RefreshRequest, session: SessionDep, auth: Components) -> Response:
+    await signin.sign_out(session=session, issuer=auth.issuer, token=body.refresh)
+    return Response(status_code=204)
+
+
+@_routes("/me/", methods=["GET"], response_model=UserOut)
+async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
+    return _user_out(await service.get_active_user(session, principal.user_id))
+
+
+@_routes("/me/", methods=["PATCH"], response_model=UserOut)
+async def update_me(
+    body: UpdateMeRequest, principal: CurrentPrincipal, session: SessionDep, auth: Components
+) -> UserOut:
+    user = await service.update_me(
+        session=session,
+        passwords=auth.passwords,
+        user_id=principal.user_id,
+        email=body.email,
+        password=body.password,
+        current_password=body.current_password,
+    )
+    return _user_out(user)
+
+
+@_routes("/me/", methods=["DELETE"], status_code=204, response_class=Response)
+async def delete_me(principal: CurrentPrincipal, session: SessionDep) -> Response:
+    await service.delete_me(session=session, user_id=principal.user_id)
+    return Response(status_code=204)
+
+
+@_routes("/.well-known/jwks.json", methods=["GET"])
+async def jwks(auth: Components, response: Response) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return auth.keys.jwks()

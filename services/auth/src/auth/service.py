@@ -1,0 +1,250 @@
+"""Account use cases: each state change and its user event are written in one transaction."""
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from auth.models import RefreshToken, User
+from auth.passwords import Passwords, password_problems
+from auth.settings import SERVICE_NAME
+from contracts import UserDeleted, UserRegistered, UserRole, UserUpdated
+from servicekit.db import SessionMaker
+from servicekit.errors import NotAuthenticated
+from servicekit.outbox import add_event
+
+USERNAME_MAX_LENGTH = 150
+USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
+REQUIRED = "This field may not be blank."
+
+
+class FieldErrors(Exception):
+    """Input the client must fix: ``{"field": ["message", ...]}`` (the original backend's shape)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _snapshot_fields(user: User) -> dict[str, object]:
+    assert user.id is not None
+    return {
+        "user_id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "role": UserRole(user.role),
+        "is_active": user.is_active,
+        "date_joined": user.date_joined,
+        "updated_at": user.updated_at,
+        "version": user.version,
+    }
+
+
+def user_updated(user: User) -> UserUpdated:
+    return UserUpdated.model_validate(_snapshot_fields(user))
+
+
+def _username_problems(username: str) -> list[str]:
+    if not username:
+        return [REQUIRED]
+    problems = []
+    if len(username) > USERNAME_MAX_LENGTH:
+        problems.append(f"Ensure this field has no more than {USERNAME_MAX_LENGTH} characters.")
+    if not USERNAME_PATTERN.match(username):
+        problems.append(
+            "Enter a valid username. This value may contain only letters, numbers, "
+            "and @/./+/-/_ characters."
+        )
+    return problems
+
+
+def normalize_email(email: str) -> str:
+    """The normalised address; raises FieldErrors when it is not a valid email address."""
+    if not email.strip():
+        raise FieldErrors({"email": [REQUIRED]})
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise FieldErrors({"email": ["Enter a valid email address."]}) from exc
+
+
+async def _email_taken(session: AsyncSession, email: str, *, except_id: int | None = None) -> bool:
+    query = select(col(User.id)).where(func.lower(col(User.email)) == email.lower())
+    if except_id is not None:
+        query = query.where(col(User.id) != except_id)
+    return (await session.scalar(query)) is not None
+
+
+def _merge(errors: dict[str, list[str]], field: str, problems: list[str]) -> None:
+    if problems:
+        errors.setdefault(field, []).extend(problems)
+
+
+async def register(
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    username: str,
+    email: str,
+    password: str,
+    role: str,
+) -> User:
+    """Create an account and its ``user.registered`` event; FieldErrors lists every problem."""
+    errors: dict[str, list[str]] = {}
+    _merge(errors, "username", _username_problems(username))
+    try:
+        email = normalize_email(email)
+    except FieldErrors as exc:
+        errors.update(exc.errors)
+    if role not in {r.value for r in UserRole}:
+        errors["role"] = [f'"{role}" is not a valid choice.']
+    _merge(errors, "password", password_problems(password, username=username, email=email))
+    if "username" not in errors:
+        taken = await session.scalar(
+            select(col(User.id)).where(func.lower(col(User.username)) == username.lower())
+        )
+        if taken is not None:
+            errors["username"] = ["A user with that username already exists."]
+    if "email" not in errors and await _email_taken(session, email):
+        errors["email"] = ["A user with that email already exists."]
+    if errors:
+        raise FieldErrors(errors)
+
+    now = datetime.now(UTC)
+    user = User(
+        username=username,
+        email=email,
+        password_hash=await passwords.hash(password),
+        role=role,
+        date_joined=now,
+        updated_at=now,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up took the name or address
+        await session.rollback()
+        raise FieldErrors(
+            {"username": ["A user with that username or email already exists."]}
+        ) from exc
+    await add_event(
+        session, UserRegistered.model_validate(_snapshot_fields(user)), producer=SERVICE_NAME
+    )
+    await session.commit()
+    return user
+
+
+async def get_active_user(session: AsyncSession, user_id: int) -> User:
+    """The caller's account; 401 when the token outlived it."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("User not found", code="user_not_found")
+    return user
+
+
+async def revoke_all_refresh_tokens(session: AsyncSession, user_id: int, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def update_me(
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    user_id: int,
+    email: str | None,
+    password: str | None,
+    current_password: str | None,
+) -> User:
+    """Change email and/or password; a password change signs out every other session."""
+    user = await get_active_user(session, user_id)
+    errors: dict[str, list[str]] = {}
+    new_email = user.email
+    if email is not None:
+        try:
+            new_email = normalize_email(email)
+        except FieldErrors as exc:
+            errors.update(exc.errors)
+        else:
+            if await _email_taken(session, new_email, except_id=user_id):
+                errors["email"] = ["A user with that email already exists."]
+    if password is not None:
+        if not current_password or not await passwords.verify(user.password_hash, current_password):
+            errors["current_password"] = ["Your current password was entered incorrectly."]
+        _merge(
+            errors,
+            "password",
+            password_problems(password, username=user.username, email=new_email),
+        )
+    if errors:
+        raise FieldErrors(errors)
+
+    now = datetime.now(UTC)
+    changed = False
+    if new_email != user.email:
+        user.email, changed = new_email, True
+    if password is not None:
+        user.password_hash = await passwords.hash(password)
+        await revoke_all_refresh_tokens(session, user_id, now)
+        changed = True
+    if changed:
+        user.version += 1
+        user.updated_at = now
+        await session.flush()
+        await add_event(session, user_updated(user), producer=SERVICE_NAME)
+    await session.commit()
+    return user
+
+
+async def delete_me(*, session: AsyncSession, user_id: int) -> None:
+    """Delete the account (its refresh tokens go with it) and announce ``user.deleted``."""
+    user = await get_active_user(session, user_id)
+    assert user.id is not None
+    event = UserDeleted(
+        user_id=user.id,
+        username=user.username,
+        version=user.version + 1,
+        deleted_at=datetime.now(UTC),
+    )
+    await session.delete(user)
+    await add_event(session, event, producer=SERVICE_NAME)
+    await session.commit()
+
+
+async def replay_users(session_maker: SessionMaker, *, batch_size: int = 500) -> int:
+    """Republish every user as ``user.updated`` (same version) so new consumers can seed copies."""
+    count = 0
+    async for batch in _user_batches(session_maker, batch_size):
+        async with session_maker() as session, session.begin():
+            for user in batch:
+                await add_event(session, user_updated(user), producer=SERVICE_NAME)
+        count += len(batch)
+    return count
+
+
+async def _user_batches(session_maker: SessionMaker, size: int) -> AsyncIterator[list[User]]:
+    last_id = 0
+    while True:
+        async with session_maker() as session:
+            batch = list(
+                (
+                    await session.scalars(
+                        select(User)
+                        .where(col(User.id) > last_id)
+                        .order_by(col(User.id))
+                        .limit(size)
+                    )
+                ).all()
+            )
+        if not batch:
+            return
+        yield batch
+        last_id = batch[-1].id or last_id

@@ -1,0 +1,47 @@
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from auth.main import main
+from servicekit.db import libpq_url
+from tests.helpers import register
+
+pytestmark = pytest.mark.integration
+
+
+def test_migrate_creates_and_upgrades_the_database(
+    make_database: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = make_database("cli")
+    monkeypatch.setenv("AUTH_DATABASE_URL", url)
+    main(["migrate"])
+    main(["migrate"])  # idempotent
+    with psycopg.connect(libpq_url(url)) as conn:
+        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables")}
+    assert {"users", "refresh_tokens", "login_failures", "outbox_messages"} <= tables
+
+
+async def test_replay_users_command(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await register(client, "alice")
+    monkeypatch.setenv("AUTH_DATABASE_URL", database_url)
+    await asyncio.to_thread(main, ["replay-users"])
+    assert "queued 1 user.updated" in capsys.readouterr().out
+
+
+async def test_openapi_is_served_under_the_service_prefix(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/auth/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/auth/register/" in paths
+    assert "/api/auth/register" not in paths
+    assert (await client.get("/api/auth/docs")).status_code == 200

@@ -1,0 +1,109 @@
+import httpx
+import pytest
+
+from tests.helpers import STRONG_PASSWORD, register
+
+pytestmark = pytest.mark.integration
+
+URL = "/api/auth/register/"
+
+
+async def test_register_returns_the_account(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        URL,
+        json={
+            "username": "chef.ann",
+            "email": "Ann@Example.COM",
+            "password": STRONG_PASSWORD,
+            "role": "seller",
+            "is_staff": True,  # unknown fields are ignored
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body == {
+        "id": body["id"],
+        "username": "chef.ann",
+        "email": "Ann@example.com",
+        "role": "seller",
+    }
+    assert isinstance(body["id"], int)
+
+
+async def test_role_defaults_to_customer_and_works_without_trailing_slash(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        URL.rstrip("/"),
+        json={"username": "bob", "email": "bob@example.com", "password": STRONG_PASSWORD},
+    )
+    assert response.status_code == 201
+    assert response.json()["role"] == "customer"
+
+
+async def test_missing_fields_use_the_field_error_shape(client: httpx.AsyncClient) -> None:
+    response = await client.post(URL, json={"username": "x"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "password": ["This field is required."],
+        "email": ["This field is required."],
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("role", "admin", '"admin" is not a valid choice.'),
+        ("email", "not-an-email", "Enter a valid email address."),
+        ("username", "has space", "Enter a valid username."),
+        ("username", "a" * 151, "Ensure this field has no more than 150 characters."),
+        ("username", "", "This field may not be blank."),
+        ("password", "short1!", "This password is too short."),
+        ("password", "1234567890987", "This password is entirely numeric."),
+        ("password", "password123", "This password is too common."),
+        ("password", "gordon.ramsay1", "The password is too similar to the username."),
+    ],
+)
+async def test_invalid_input_is_rejected_per_field(
+    client: httpx.AsyncClient, field: str, value: str, message: str
+) -> None:
+    payload = {
+        "username": "gordon.ramsay",
+        "email": "gordon@example.com",
+        "password": STRONG_PASSWORD,
+        "role": "customer",
+        field: value,
+    }
+    response = await client.post(URL, json=payload)
+    assert response.status_code == 400
+    body = response.json()
+    assert list(body) == [field]
+    assert any(msg.startswith(message) for msg in body[field]), body
+
+
+async def test_username_and_email_are_unique_without_regard_to_case(
+    client: httpx.AsyncClient,
+) -> None:
+    await register(client, "alice", email="alice@example.com")
+    response = await client.post(
+        URL,
+        json={"username": "ALICE", "email": "ALICE@example.com", "password": STRONG_PASSWORD},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "username": ["A user with that username already exists."],
+        "email": ["A user with that email already exists."],
+    }
+
+
+async def test_a_body_that_is_not_an_object_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        URL, content=b"[1, 2]", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_malformed_json_is_a_parse_error(client: httpx.AsyncClient) -> None:
+    response = await client.post(URL, content=b"{bad", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "JSON parse error"

@@ -1,0 +1,1 @@
+"""Recipes service: catalogue, ratings, full-text search and image intake."""

@@ -1,0 +1,341 @@
+"""HTTP routes: thin — parse, call a use case in one transaction, shape the response.
+
+Every path answers with and without its trailing slash (both are registered; no redirects).
+"""
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from recipes import listing, ratings, service
+from recipes.db import SessionDep
+from recipes.images import UploadedImage, image_path, signature_valid
+from recipes.models import Rating, Recipe
+from recipes.responses import cacheable_json, page_links
+from recipes.schemas import (
+    RateResult,
+    RatingOut,
+    RatingPage,
+    RatingWrite,
+    RecipeListQuery,
+    RecipeOut,
+    RecipePage,
+    RecipePatch,
+    RecipeWrite,
+)
+from recipes.settings import Settings
+from recipes.uploads import read_recipe_input
+from servicekit.errors import PermissionDenied
+from servicekit.tokens import CustomerPrincipal, Principal, SellerPrincipal, current_principal
+
+router = APIRouter(tags=["recipes"])
+internal_router = APIRouter(include_in_schema=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def route(path: str, *, methods: list[str], **kwargs: Any) -> Callable[[F], F]:
+    """Register ``path`` and the same path without its trailing slash."""
+
+    def register(endpoint: F) -> F:
+        router.add_api_route(path, endpoint, methods=methods, **kwargs)
+        router.add_api_route(
+            path.rstrip("/"), endpoint, methods=methods, include_in_schema=False, **kwargs
+        )
+        return endpoint
+
+    return register
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+_optional_bearer = HTTPBearer(auto_error=False)
+
+
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+) -> Principal | None:
+    """The caller when a token is sent (an invalid one is still a 401), else None."""
+    if credentials is None:
+        return None
+    return await current_principal(request, credentials)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+_RECIPE_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "ingredients": {"type": "string"},
+                        "instructions": {"type": "string"},
+                        "image": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+            "application/json": {"schema": RecipeWrite.model_json_schema()},
+        }
+    }
+}
+
+
+def _signer(settings: Settings) -> service.ImageSigner:
+    return service.ImageSigner(
+        base_url=settings.internal_base_url,
+        key=settings.signing_key,
+        ttl_seconds=settings.image_url_ttl_seconds,
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _recipe_input(
+    request: Request, settings: Settings, model: type[M]
+) -> tuple[M, UploadedImage | None]:
+    fields, image = await read_recipe_input(request, max_image_bytes=settings.max_upload_bytes)
+    try:
+        return model.model_validate(fields), image
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
+def recipe_out(recipe: Recipe, viewer: Principal | None = None) -> RecipeOut:
+    out = RecipeOut.model_validate(recipe, from_attributes=True)
+    if viewer is None or viewer.user_id != recipe.seller_id:
+        out.image_failure_reason = None
+    return out
+
+
+def rating_out(rating: Rating) -> RatingOut:
+    return RatingOut.model_validate(
+        {**rating.model_dump(exclude={"username"}), "user": rating.username}
+    )
+
+
+@route("/api/recipes/", methods=["GET"], response_model=RecipePage, summary="List recipes")
+async def list_recipes(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    query: Annotated[RecipeListQuery, Query()],
+) -> Response:
+    page = listing.page_request(
+        query.page,
+        query.page_size,
+        default_size=settings.default_page_size,
+        max_size=settings.max_page_size,
+    )
+    total, recipes = await listing.list_recipes(
+        session=session, query=query, page=page, popular_min_votes=settings.popular_min_votes
+    )
+    next_url, previous = page_links(request, page.number, has_next=page.has_next(total))
+    body = RecipePage(
+        count=total, next=next_url, previous=previous, results=[recipe_out(r) for r in recipes]
+    )
+    return cacheable_json(request, body, max_age=settings.cache_max_age)
+
+
+@route(
+    "/api/recipes/",
+    methods=["POST"],
+    status_code=201,
+    response_model=RecipeOut,
+    openapi_extra=_RECIPE_FORM_BODY,
+    summary="Publish a recipe (seller)",
+)
+async def create_recipe(
+    request: Request, seller: SellerPrincipal, session: SessionDep, settings: SettingsDep
+) -> RecipeOut:
+    fields, image = await _recipe_input(request, settings, RecipeWrite)
+    async with session.begin():
+        recipe = await service.create_recipe(
+            session=session,
+            seller=seller,
+            fields=fields,
+            image=image,
+            signer=_signer(settings),
+            publish=service.outbox_publisher(session),
+        )
+    return recipe_out(recipe, seller)
+
+
+@route("/api/recipes/{recipe_id}/", methods=["GET"], response_model=RecipeOut)
+async def get_recipe(
+    recipe_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    viewer: OptionalPrincipal,
+) -> Response:
+    recipe = await service.get_recipe(session=session, recipe_id=recipe_id)
+    return cacheable_json(
+        request,
+        recipe_out(recipe, viewer),
+        max_age=settings.cache_max_age,
+        private=viewer is not None,
+    )
+
+
+async def _update(
+    recipe_id: int,
+    request: Request,
+    seller: Principal,
+    session: SessionDep,
+    settings: Settings,
+    model: type[RecipeWrite] | type[RecipePatch],
+) -> RecipeOut:
+    changes, image = await _recipe_input(request, settings, model)
+    async with session.begin():
+        recipe = await service.update_recipe(
+            session=session,
+            recipe_id=recipe_id,
+            seller=seller,
+            changes=changes,
+            image=image,
+            signer=_signer(settings),
+            publish=service.outbox_publisher(session),
+        )
+    return recipe_out(recipe, seller)
+
+
+@route(
+    "/api/recipes/{recipe_id}/",
+    methods=["PUT"],
+    response_model=RecipeOut,
+    openapi_extra=_RECIPE_FORM_BODY,
+)
+async def replace_recipe(
+    recipe_id: int,
+    request: Request,
+    seller: SellerPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> RecipeOut:
+    return await _update(recipe_id, request, seller, session, settings, RecipeWrite)
+
+
+@route(
+    "/api/recipes/{recipe_id}/",
+    methods=["PATCH"],
+    response_model=RecipeOut,
+    openapi_extra=_RECIPE_FORM_BODY,
+)
+async def patch_recipe(
+    recipe_id: int,
+    request: Request,
+    seller: SellerPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> RecipeOut:
+    return await _update(recipe_id, request, seller, session, settings, RecipePatch)
+
+
+@route("/api/recipes/{recipe_id}/", methods=["DELETE"], status_code=204, response_class=Response)
+async def delete_recipe(recipe_id: int, seller: SellerPrincipal, session: SessionDep) -> Response:
+    async with session.begin():
+        await service.delete_recipe(
+            session=session,
+            recipe_id=recipe_id,
+            seller=seller,
+            publish=service.outbox_publisher(session),
+        )
+    return Response(status_code=204)
+
+
+@route(
+    "/api/recipes/{recipe_id}/rate/",
+    methods=["POST"],
+    response_model=RateResult,
+    summary="Rate a recipe (customer); rating again replaces the score",
+)
+async def rate_recipe(
+    recipe_id: int, body: RatingWrite, customer: CustomerPrincipal, session: SessionDep
+) -> RateResult:
+    async with session.begin():
+        outcome = await ratings.rate_recipe(
+            session=session,
+            recipe_id=recipe_id,
+            customer=customer,
+            score=body.score,
+            comment=body.comment,
+            publish=service.outbox_publisher(session),
+        )
+    return RateResult(
+        id=outcome.rating_id,
+        recipe_id=outcome.recipe_id,
+        user=outcome.username,
+        user_id=outcome.user_id,
+        score=outcome.score,
+        comment=outcome.comment,
+        created_at=outcome.created_at,
+        updated_at=outcome.updated_at,
+        avg_rating=outcome.avg_rating,
+        rating_count=outcome.rating_count,
+    )
+
+
+@route("/api/recipes/{recipe_id}/ratings/", methods=["GET"], response_model=RatingPage)
+async def list_ratings(
+    recipe_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    page: Annotated[str | None, Query()] = None,
+    page_size: Annotated[str | None, Query()] = None,
+) -> Response:
+    wanted = listing.page_request(
+        page, page_size, default_size=settings.default_page_size, max_size=settings.max_page_size
+    )
+    total, rows = await ratings.list_ratings(
+        session=session, recipe_id=recipe_id, offset=wanted.offset, limit=wanted.size
+    )
+    wanted.check(total)
+    next_url, previous = page_links(request, wanted.number, has_next=wanted.has_next(total))
+    body = RatingPage(
+        count=total, next=next_url, previous=previous, results=[rating_out(r) for r in rows]
+    )
+    return cacheable_json(request, body, max_age=settings.cache_max_age)
+
+
+@internal_router.get("/internal/images/{recipe_id}/{image_version}")
+async def get_original_image(
+    recipe_id: int,
+    image_version: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    expires: str = "",
+    signature: str = "",
+) -> Response:
+    """The stored original behind a signed reference (for the media service only)."""
+    path = image_path(recipe_id, image_version)
+    valid = expires.isdigit() and signature_valid(
+        path, int(expires), signature, settings.signing_key, now=time.time()
+    )
+    if not valid:
+        raise PermissionDenied("Invalid or expired image link.", code="invalid_signature")
+    original = await service.get_original(
+        session=session, recipe_id=recipe_id, image_version=image_version
+    )
+    if original is None:
+        raise service.RecipeNotFound()
+    return Response(
+        original.data,
+        media_type=original.content_type,
+        headers={"ETag": f'"{original.sha256}"', "Cache-Control": "private, no-store"},
+    )

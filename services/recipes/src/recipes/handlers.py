@@ -1,0 +1,52 @@
+"""Event consumers of the recipes service (queue ``recipes.events``): decode, call a use case."""
+
+import logging
+
+from contracts import RecipeImageFailed, RecipeImageReady, UserDeleted, UserUpdated
+from recipes import ratings, service
+from recipes.settings import QUEUE_NAME, SERVICE_NAME
+from servicekit.bus import RetryPolicy
+from servicekit.consumer import Consumer, EventContext
+from servicekit.db import SessionMaker
+
+logger = logging.getLogger(__name__)
+
+
+async def on_image_ready(ctx: EventContext, event: RecipeImageReady) -> None:
+    if not await service.apply_image_ready(session=ctx.session, event=event):
+        logger.info(
+            "ignored image_ready v%s for recipe %s (newer image or recipe gone)",
+            event.image_version,
+            event.recipe_id,
+        )
+
+
+async def on_image_failed(ctx: EventContext, event: RecipeImageFailed) -> None:
+    if not await service.apply_image_failed(session=ctx.session, event=event):
+        logger.info("ignored image_failed v%s for recipe %s", event.image_version, event.recipe_id)
+
+
+async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
+    await service.rename_user(session=ctx.session, event=event)
+
+
+async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
+    await ratings.remove_users_ratings(session=ctx.session, event=event, publish=ctx.publish)
+    await service.delete_sellers_recipes(session=ctx.session, event=event, publish=ctx.publish)
+
+
+def build_consumer(
+    session_maker: SessionMaker, *, retry_policy: RetryPolicy, prefetch: int = 32
+) -> Consumer:
+    consumer = Consumer(
+        queue=QUEUE_NAME,
+        producer=SERVICE_NAME,
+        session_maker=session_maker,
+        retry_policy=retry_policy,
+        prefetch=prefetch,
+    )
+    consumer.on(RecipeImageReady, on_image_ready)
+    consumer.on(RecipeImageFailed, on_image_failed)
+    consumer.on(UserUpdated, on_user_updated)
+    consumer.on(UserDeleted, on_user_deleted)
+    return consumer

@@ -1,0 +1,126 @@
+"""App factory, lifespan and the ``recipes`` command (``api``, ``worker``, ``migrate``)."""
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from recipes.api import internal_router, router
+from recipes.db import create_engine, create_session_maker
+from recipes.handlers import build_consumer
+from recipes.settings import Settings
+from servicekit.health import Readiness
+from servicekit.http import install_http_basics
+from servicekit.migrations import ensure_database, upgrade_database
+from servicekit.runtime import Messaging, run_worker
+from servicekit.tokens import TokenVerifier, http_jwks_fetcher
+
+SERVICE_DIR = Path(__file__).resolve().parents[2]
+
+
+def default_token_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(
+        http_jwks_fetcher(settings.jwks_url),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    relay_outbox: bool = True,
+) -> FastAPI:
+    """The API; tests inject settings and a verifier, and may leave the outbox unrelayed."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_maker = session_maker = create_session_maker(engine)
+        messaging = None
+        if relay_outbox:
+            messaging = Messaging(
+                amqp_url=settings.amqp_url,
+                database_url=settings.database_url,
+                session_maker=session_maker,
+                poll_interval=settings.outbox_poll_interval,
+            )
+            await messaging.start()
+        app.state.readiness = Readiness(
+            engine=engine, bus=messaging.bus if messaging is not None else None
+        )
+        try:
+            yield
+        finally:
+            if messaging is not None:
+                await messaging.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Recipes",
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/api/recipes/openapi.json",
+        docs_url="/api/recipes/docs",
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = token_verifier or default_token_verifier(settings)
+    install_http_basics(app)
+    app.include_router(router)
+    app.include_router(internal_router)
+    return app
+
+
+def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
+    """The worker: consumers of ``recipes.events`` and an outbox relay."""
+    engine = create_engine(settings.database_url)
+    session_maker = create_session_maker(engine)
+    consumer = build_consumer(
+        session_maker, retry_policy=settings.retry_policy, prefetch=settings.prefetch
+    )
+    messaging = Messaging(
+        amqp_url=settings.amqp_url,
+        database_url=settings.database_url,
+        session_maker=session_maker,
+        consumers=[consumer],
+        poll_interval=settings.outbox_poll_interval,
+    )
+    return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="recipes", description=__doc__)
+    parser.add_argument("command", choices=["api", "worker", "migrate"])
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level)
+    if args.command == "api":
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            proxy_headers=True,
+            log_level=settings.log_level.lower(),
+        )
+    elif args.command == "worker":
+        messaging, readiness = build_messaging(settings)
+        asyncio.run(
+            run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
+        )
+    else:
+        ensure_database(settings.database_url)
+        upgrade_database(SERVICE_DIR, settings.database_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Tables of the recipes service.
+
+Aggregates (``rating_sum``, ``rating_count``, ``avg_rating``) are maintained incrementally in SQL
+by the rating use cases, never recounted. ``search_vector`` is a generated column (title weight
+A, description B, ingredients C) behind a GIN index. Originals of uploaded images are kept in
+``recipe_images`` (bytea), in the same transaction as the recipe, until the media service has
+processed them.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Computed,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import QueryableAttribute, defer
+from sqlalchemy.orm.interfaces import LoaderOption
+from sqlmodel import Field, SQLModel
+
+SEARCH_CONFIG = "english"
+SEARCH_VECTOR_SQL = (
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(title, '')), 'A')"
+    f" || setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(description, '')), 'B')"
+    f" || setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(ingredients, '')), 'C')"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class ImageStatus(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Recipe(SQLModel, table=True):
+    __tablename__ = "recipes"
+    __table_args__ = (
+        Index("ix_recipes_created_at_id", "created_at", "id"),
+        Index("ix_recipes_avg_rating_id", "avg_rating", "id"),
+        Index("ix_recipes_rating_count_id", "rating_count", "id"),
+        Index("ix_recipes_title_id", "title", "id"),
+        Index("ix_recipes_seller_username", "seller_username"),
+        Index("ix_recipes_seller_id", "seller_id"),
+        Index("ix_recipes_search_vector", "search_vector", postgresql_using="gin"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    seller_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    seller_username: str = Field(sa_column=Column(String(150), nullable=False))
+    #: ``user.updated`` version the seller's name came from (0: from the access token).
+    seller_version: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default=text("''"))
+    )
+    ingredients: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default=text("''"))
+    )
+    instructions: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default=text("''"))
+    )
+    avg_rating: float = Field(
+        default=0.0, sa_column=Column(Float, nullable=False, server_default=text("0"))
+    )
+    rating_count: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
+    rating_sum: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    image_status: str = Field(
+        default=ImageStatus.NONE,
+        sa_column=Column(String(16), nullable=False, server_default=text("'none'")),
+    )
+    image_version: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
+    image_failure_reason: str | None = Field(default=None, sa_column=Column(Text))
+    resized_image_url: str | None = Field(default=None, sa_column=Column(Text))
+    image_variants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    search_vector: str | None = Field(
+        default=None,
+        sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True)),
+    )
+
+
+def without_search_vector() -> LoaderOption:
+    """Load option: the tsvector is for searching in SQL, never worth sending to Python."""
+    return defer(cast("QueryableAttribute[Any]", Recipe.search_vector))
+
+
+class Rating(SQLModel, table=True):
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("recipe_id", "user_id", name="uq_ratings_recipe_user"),
+        Index("ix_ratings_user_id", "user_id"),
+        Index("ix_ratings_recipe_created", "recipe_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipe_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("recipes.id", ondelete="CASCADE"), nullable=False)
+    )
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    username: str = Field(sa_column=Column(String(150), nullable=False))
+    user_version: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
+    score: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    comment: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default=text("''"))
+    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class RecipeImage(SQLModel, table=True):
+    """An uploaded original, kept until the media service reports on its version."""
+
+    __tablename__ = "recipe_images"
+
+    recipe_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("recipes.id", ondelete="CASCADE"), primary_key=True)
+    )
+    image_version: int = Field(sa_column=Column(Integer, primary_key=True))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    size: int = Field(sa_column=Column(Integer, nullable=False))
+    content_type: str = Field(sa_column=Column(String(32), nullable=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _timestamp()

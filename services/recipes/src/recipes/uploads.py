@@ -1,0 +1,101 @@
+"""Reading a recipe from a request: multipart with an optional image, or JSON.
+
+The body is read with a size cap before it is parsed, so an oversized or endless upload is
+refused (413) without being stored; the image's type comes from its magic bytes (415 otherwise).
+"""
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.types import Message
+
+from recipes.images import UploadedImage, sniff_image_type
+from servicekit.errors import ApiError
+
+#: Room for the text fields and multipart framing on top of the image size limit.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+IMAGE_FIELDS = ("image", "original_image")
+TEXT_FIELDS = ("title", "description", "ingredients", "instructions")
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MalformedBody(ApiError):
+    status_code = 400
+    code = "parse_error"
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("Request body too large.")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge("Request body too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _replay(request: Request, body: bytes) -> Request:
+    """A request over the same scope whose body is ``body`` (already read)."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+async def _image_of(upload: UploadFile, max_bytes: int) -> UploadedImage | None:
+    data = await upload.read(max_bytes + 1)
+    if not data and not upload.filename:
+        return None  # an empty file input sent by a browser form
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The image is larger than {max_bytes} bytes.")
+    content_type = sniff_image_type(data)
+    if content_type is None:
+        raise UnsupportedMediaType("The image must be a JPEG, PNG, WebP or GIF file.")
+    return UploadedImage(data=data, content_type=content_type)
+
+
+async def read_recipe_input(
+    request: Request, *, max_image_bytes: int
+) -> tuple[dict[str, Any], UploadedImage | None]:
+    """The recipe fields and the image (if any) of a JSON or form request."""
+    body = await _read_capped(request, max_image_bytes + FORM_OVERHEAD_BYTES)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            async with _replay(request, body).form(max_files=4, max_fields=50) as form:
+                fields = {k: v for k, v in form.items() if k in TEXT_FIELDS and isinstance(v, str)}
+                image = None
+                for name in IMAGE_FIELDS:
+                    upload = form.get(name)
+                    if isinstance(upload, UploadFile):
+                        image = await _image_of(upload, max_image_bytes)
+                        break
+                return fields, image
+        except MultiPartException as exc:
+            raise MalformedBody(f"Multipart form parse error - {exc.message}") from exc
+    if media_type in ("application/json", "") or media_type.endswith("+json"):
+        try:
+            parsed = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedBody(f"JSON parse error - {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise MalformedBody("Expected a JSON object.")
+        return parsed, None
+    raise UnsupportedMediaType(f'Unsupported media type "{media_type}" in request.')

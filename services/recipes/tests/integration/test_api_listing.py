@@ -1,0 +1,294 @@
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, text
+
+from servicekit.db import SessionMaker
+from tests.support import Users, create_recipe
+
+pytestmark = pytest.mark.integration
+
+
+async def seed(session_maker: SessionMaker, rows: list[dict[str, Any]]) -> None:
+    """Insert recipes with chosen aggregates and dates (no API has such a backdoor)."""
+    async with session_maker() as session, session.begin():
+        for row in rows:
+            values = {
+                "seller_id": 1,
+                "seller_username": "chef",
+                "description": "",
+                "ingredients": "",
+                "rating_sum": 0,
+                "rating_count": 0,
+                "created_at": datetime.now(UTC),
+                **row,
+            }
+            values["avg_rating"] = (
+                values["rating_sum"] / values["rating_count"] if values["rating_count"] else 0.0
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO recipes (seller_id, seller_username, title, description,"
+                    " ingredients, rating_sum, rating_count, avg_rating, created_at, updated_at)"
+                    " VALUES (:seller_id, :seller_username, :title, :description, :ingredients,"
+                    " :rating_sum, :rating_count, :avg_rating, :created_at, :created_at)"
+                ),
+                values,
+            )
+
+
+def titles(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [r["title"] for r in response.json()["results"]]
+
+
+async def test_pages_of_ten_newest_first_with_absolute_links(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    await seed(
+        session_maker,
+        [{"title": f"r{i:02}", "created_at": start + timedelta(hours=i)} for i in range(23)],
+    )
+    first = await client.get("/api/recipes/")
+    body = first.json()
+    assert body["count"] == 23 and body["previous"] is None
+    assert titles(first) == [f"r{i:02}" for i in range(22, 12, -1)]
+    assert body["next"] == "http://testserver/api/recipes/?page=2"
+    item = body["results"][0]
+    for field in (
+        "id",
+        "title",
+        "description",
+        "resized_image_url",
+        "avg_rating",
+        "rating_count",
+        "seller_username",
+        "created_at",
+        "image_status",
+        "image_variants",
+    ):
+        assert field in item
+
+    third = await client.get(body["next"].replace("page=2", "page=3"))
+    assert titles(third) == ["r02", "r01", "r00"]
+    assert third.json()["next"] is None
+    assert third.json()["previous"] == "http://testserver/api/recipes/?page=2"
+    second = await client.get("/api/recipes/?page=2&page_size=5")
+    assert second.json()["previous"] == "http://testserver/api/recipes/?page_size=5"
+
+    for bad in ("4", "0", "-1", "abc"):
+        response = await client.get(f"/api/recipes/?page={bad}")
+        assert response.status_code == 404
+        assert response.json()["detail"] == "Invalid page."
+
+    capped = await client.get("/api/recipes/?page_size=1000")
+    assert len(capped.json()["results"]) == 23
+    await seed(session_maker, [{"title": f"more{i}"} for i in range(100)])
+    assert len((await client.get("/api/recipes/?page_size=1000")).json()["results"]) == 100
+
+
+async def test_empty_catalogue_has_a_first_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/recipes/")
+    assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+async def test_links_follow_the_gateway_headers(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(session_maker, [{"title": f"r{i}"} for i in range(3)])
+    response = await client.get(
+        "/api/recipes/?page_size=1&seller=chef",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "recipes.example.org"},
+    )
+    assert response.json()["next"] == (
+        "https://recipes.example.org/api/recipes/?page_size=1&seller=chef&page=2"
+    )
+
+
+async def test_filters(client: httpx.AsyncClient, session_maker: SessionMaker) -> None:
+    jan = datetime(2024, 1, 15, tzinfo=UTC)
+    await seed(
+        session_maker,
+        [
+            {
+                "title": "a",
+                "seller_username": "ann",
+                "rating_sum": 9,
+                "rating_count": 2,
+                "created_at": jan,
+            },
+            {
+                "title": "b",
+                "seller_username": "bob",
+                "rating_sum": 3,
+                "rating_count": 1,
+                "created_at": jan + timedelta(days=30),
+            },
+            {"title": "c", "seller_username": "ann", "created_at": jan + timedelta(days=60)},
+        ],
+    )
+    assert titles(await client.get("/api/recipes/?seller=ann")) == ["c", "a"]
+    assert titles(await client.get("/api/recipes/?min_rating=4")) == ["a"]
+    assert titles(await client.get("/api/recipes/?min_rating=3&seller=bob")) == ["b"]
+    after = await client.get("/api/recipes/?created_after=2024-02-01T00:00:00Z")
+    assert titles(after) == ["c", "b"]
+    assert titles(await client.get("/api/recipes/?created_before=2024-02-01")) == ["a"]
+    bad = await client.get("/api/recipes/?min_rating=lots")
+    assert bad.status_code == 400 and "min_rating" in bad.json()
+
+
+async def test_orderings(client: httpx.AsyncClient, session_maker: SessionMaker) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    await seed(
+        session_maker,
+        [
+            {"title": "Beta", "rating_sum": 5, "rating_count": 1, "created_at": start},
+            {
+                "title": "alpha",
+                "rating_sum": 36,
+                "rating_count": 8,
+                "created_at": start + timedelta(days=1),
+            },
+            {
+                "title": "Gamma",
+                "rating_sum": 6,
+                "rating_count": 3,
+                "created_at": start + timedelta(days=2),
+            },
+        ],
+    )
+
+    async def order(value: str) -> list[str]:
+        return titles(await client.get(f"/api/recipes/?ordering={value}"))
+
+    assert await order("-created_at") == ["Gamma", "alpha", "Beta"]
+    assert await order("created_at") == ["Beta", "alpha", "Gamma"]
+    assert await order("-avg_rating") == ["Beta", "alpha", "Gamma"]
+    assert await order("-rating_count") == ["alpha", "Gamma", "Beta"]
+    assert sorted(await order("title")) == sorted(["Beta", "alpha", "Gamma"])
+    # A single 5-star vote does not top the list: 4.5 over 8 votes beats it.
+    assert await order("popular") == ["alpha", "Beta", "Gamma"]
+    response = await client.get("/api/recipes/?ordering=password")
+    assert response.status_code == 400
+
+
+async def test_popular_uses_the_site_mean_for_few_votes(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    # C = (5 + 2*20) / (1 + 20) ≈ 2.14; with m = 3: one 5-star → (5 + 3C)/4 ≈ 2.86,
+    # twenty 2-star → (40 + 3C)/23 ≈ 2.02, no vote at all → C ≈ 2.14.
+    await seed(
+        session_maker,
+        [
+            {"title": "one-five", "rating_sum": 5, "rating_count": 1},
+            {"title": "many-twos", "rating_sum": 40, "rating_count": 20},
+            {"title": "unrated"},
+        ],
+    )
+    assert titles(await client.get("/api/recipes/?ordering=popular")) == [
+        "one-five",
+        "unrated",
+        "many-twos",
+    ]
+
+
+async def test_full_text_search_is_weighted_and_ranked(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(
+        session_maker,
+        [
+            {"title": "Tomato soup", "ingredients": "tomatoes, salt"},
+            {"title": "Pasta", "description": "with a tomato sauce"},
+            {"title": "Salad", "ingredients": "lettuce, tomato"},
+            {"title": "Bread", "description": "flour and water"},
+        ],
+    )
+    assert titles(await client.get("/api/recipes/?q=tomato")) == ["Tomato soup", "Pasta", "Salad"]
+    assert titles(await client.get("/api/recipes/?q=tomatoes&ordering=title")) == [
+        "Pasta",
+        "Salad",
+        "Tomato soup",
+    ]
+    assert titles(await client.get("/api/recipes/?q=flour -water")) == []
+    assert titles(await client.get('/api/recipes/?q="flour and water"')) == ["Bread"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "'; DROP TABLE recipes; --",
+        "%",
+        "_",
+        "\\",
+        "tomato:*",
+        "a & | ! ( ) <->",
+        '"unbalanced',
+        "' OR 1=1 --",
+        "\x00",
+        "   ",
+        "é漢字🍅",
+    ],
+)
+async def test_search_with_sql_metacharacters_never_errors(
+    client: httpx.AsyncClient, session_maker: SessionMaker, query: str
+) -> None:
+    await seed(session_maker, [{"title": "Tomato soup"}])
+    response = await client.get("/api/recipes/", params={"q": query})
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        assert response.json()["count"] in (0, 1)
+    assert (await client.get("/api/recipes/")).json()["count"] == 1
+
+
+async def test_etag_and_conditional_get(
+    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker
+) -> None:
+    recipe = await create_recipe(client, users.seller())
+    for url in ("/api/recipes/", f"/api/recipes/{recipe['id']}/", "/api/recipes/1/ratings/"):
+        url = url.replace("/1/", f"/{recipe['id']}/")
+        response = await client.get(url)
+        etag = response.headers["etag"]
+        assert "max-age" in response.headers["cache-control"]
+        not_modified = await client.get(url, headers={"If-None-Match": etag})
+        assert not_modified.status_code == 304 and not_modified.content == b""
+        assert not_modified.headers["etag"] == etag
+        other = await client.get(url, headers={"If-None-Match": '"something-else"'})
+        assert other.status_code == 200
+    before = (await client.get("/api/recipes/")).headers["etag"]
+    await client.post(
+        f"/api/recipes/{recipe['id']}/rate/", json={"score": 5}, headers=users.customer()
+    )
+    changed = await client.get("/api/recipes/", headers={"If-None-Match": before})
+    assert changed.status_code == 200 and changed.headers["etag"] != before
+    owner_view = await client.get(f"/api/recipes/{recipe['id']}/", headers=users.seller())
+    assert owner_view.headers["cache-control"].startswith("private")
+
+
+async def test_a_list_takes_the_same_number_of_queries_whatever_the_page_size(
+    app: FastAPI, client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(
+        session_maker,
+        [{"title": f"r{i}", "rating_count": 1, "rating_sum": i % 5 + 1} for i in range(60)],
+    )
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        counts = []
+        for query in ("page_size=1", "page_size=50", "page_size=50&ordering=popular&q=r1"):
+            statements.clear()
+            assert (await client.get(f"/api/recipes/?{query}")).status_code == 200
+            counts.append(len(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert counts == [2, 2, 2]
