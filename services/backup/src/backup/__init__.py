@@ -1,0 +1,1 @@
+"""Backup service: a weekly user-data CSV you can trust."""

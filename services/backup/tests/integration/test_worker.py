@@ -1,0 +1,144 @@
+"""The worker end to end: user events and ticks through the real broker, then the export."""
+
+import asyncio
+import csv
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+
+from backup.csvfile import read_manifest, strip_neutralising_prefix
+from backup.db import SessionMaker
+from backup.exports import file_names
+from backup.main import build_emitter, build_worker
+from backup.settings import QUEUE_NAME, Settings
+from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
+from servicekit.bus import Bus
+from servicekit.tables import InboxMessage
+
+from ..conftest import JOINED, registered
+
+pytestmark = pytest.mark.integration
+
+#: A cron whose latest slot is years old: the worker's own emitter stays quiet in these tests.
+NEVER_DUE = "0 2 29 2 *"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within}s")
+
+
+def updated(user_id: int, username: str, version: int) -> UserUpdated:
+    return UserUpdated.model_validate(
+        registered(user_id, username).model_dump()
+        | {"version": version, "updated_at": JOINED + timedelta(days=version)}
+    )
+
+
+async def handled(session_maker: SessionMaker) -> int:
+    query = (
+        select(func.count())
+        .select_from(InboxMessage)
+        .where(col(InboxMessage.consumer) == QUEUE_NAME)
+    )
+    async with session_maker() as session:
+        return int(await session.scalar(query) or 0)
+
+
+async def exported_files(directory: Path) -> list[Path]:
+    return await asyncio.to_thread(lambda: sorted(directory.glob("*.csv")))
+
+
+async def publish(amqp_url: str, events: list[Event]) -> None:
+    bus = Bus(amqp_url)
+    await bus.connect()
+    try:
+        await bus.publish_many([(make_envelope(e, producer="auth"), {}) for e in events])
+    finally:
+        await bus.close()
+
+
+async def test_users_from_events_appear_in_the_next_scheduled_export(
+    clean_database: str,
+    amqp_url: str,
+    engine: AsyncEngine,
+    session_maker: SessionMaker,
+    backup_dir: Path,
+) -> None:
+    settings = Settings(
+        database_url=clean_database,
+        amqp_url=amqp_url,
+        backup_dir=backup_dir,
+        backup_cron=NEVER_DUE,
+        retry_delays=(0.05, 0.1),
+        outbox_poll_interval=0.1,
+    )
+    messaging, readiness = build_worker(settings, engine)
+    await messaging.start()
+    try:
+        await eventually(lambda: _ready(readiness.report()))
+        now = datetime.now(UTC)
+        events: list[Event] = [
+            registered(1, "ann"),
+            updated(1, "ann-latest", 3),
+            updated(1, "ann-stale", 2),  # arrives after version 3: ignored
+            registered(2, "bob"),
+            UserDeleted(user_id=2, username="bob", version=3, deleted_at=now),
+            updated(2, "bob-zombie", 2),  # older than the deletion: no resurrection
+            registered(3, '=HYPERLINK("http://evil.example","x")', email="@evil.example"),
+            ScheduleTick(job="daily-digest", slot=now, cron="0 6 * * *"),  # the notifier's
+        ]
+        await publish(amqp_url, events)
+
+        async def all_handled() -> bool:
+            return await handled(session_maker) == len(events)
+
+        await eventually(all_handled)
+        assert not await exported_files(backup_dir)  # the other service's tick exported nothing
+
+        weekly = build_emitter(Settings(database_url=clean_database), session_maker)
+        tick = await weekly.emit_due(now)  # the real schedule's latest slot, through the outbox
+        assert tick is not None
+        export = backup_dir / file_names(tick.slot)[0]
+
+        async def exported() -> bool:
+            return (backup_dir / (export.name + ".json")).exists()
+
+        await eventually(exported)
+    finally:
+        await messaging.stop()
+
+    with export.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))[1:]
+    assert [(row[0], strip_neutralising_prefix(row[1]), row[2]) for row in rows] == [
+        ("1", "ann-latest", "ann-latest@example.com"),
+        ("3", '=HYPERLINK("http://evil.example","x")', "'@evil.example"),
+    ]
+    manifest = read_manifest(export)
+    assert manifest.slot == tick.slot and manifest.rows == 2
+    assert manifest.newest_updated_at == JOINED + timedelta(days=3)
+
+
+async def _ready(report: Awaitable[tuple[bool, object]]) -> bool:
+    ready, _ = await report
+    return ready
+
+
+async def test_a_missed_weekly_slot_is_caught_up_within_the_grace(
+    clean_database: str, session_maker: SessionMaker
+) -> None:
+    emitter = build_emitter(Settings(database_url=clean_database), session_maker)
+    sunday = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    tick = await emitter.emit_due(sunday + timedelta(days=3))  # worker was down until Wednesday
+    assert tick is not None and (tick.job, tick.slot) == ("weekly-backup", sunday)
+    assert await emitter.emit_due(sunday + timedelta(days=4)) is None  # emitted once
