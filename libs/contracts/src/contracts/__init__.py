@@ -17,6 +17,7 @@ from contracts.events import (
     UserDeleted,
     UserRegistered,
     UserRole,
+    UserSnapshot,
     UserUpdated,
 )
 from contracts.routing import EXCHANGE_NAME
@@ -40,6 +41,7 @@ __all__ = [
     "UserDeleted",
     "UserRegistered",
     "UserRole",
+    "UserSnapshot",
     "UserUpdated",
     "make_envelope",
     "parse_event",
