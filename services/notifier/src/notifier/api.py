@@ -1,0 +1,66 @@
+"""Routes of ``/api/notifications/``: preferences (with the user's token) and one-click
+unsubscribe (RFC 8058: no login, the signed token says who)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from notifier import preferences
+from notifier.db import SessionDep
+from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
+from notifier.settings import Settings
+from notifier.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
+from servicekit.errors import ApiError
+from servicekit.tokens import CurrentPrincipal
+
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.get("/preferences/", response_model=PreferencesOut)
+async def read_preferences(
+    request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> PreferencesOut:
+    return await preferences.get_preferences(
+        session, user_id=principal.user_id, default_zone=_settings(request).default_timezone
+    )
+
+
+@router.put("/preferences/", response_model=PreferencesOut)
+async def change_preferences(
+    request: Request, body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal
+) -> PreferencesOut:
+    return await preferences.update_preferences(
+        session,
+        user_id=principal.user_id,
+        change=body,
+        default_zone=_settings(request).default_timezone,
+    )
+
+
+@router.post("/unsubscribe/", response_model=UnsubscribeOut)
+async def unsubscribe(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[
+        str | None, Query(description="The token of the List-Unsubscribe URL.")
+    ] = None,
+) -> UnsubscribeOut:
+    """One click from the mail client: the token comes in the URL or as a form field."""
+    if token is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        field = form.get("token")
+        token = field if isinstance(field, str) else None
+    tokens: UnsubscribeTokens = request.app.state.unsubscribe_tokens
+    try:
+        user_id = tokens.user_id(token or "")
+    except InvalidUnsubscribeToken as exc:
+        raise ApiError("Invalid unsubscribe token.", code="invalid_token") from exc
+    await preferences.unsubscribe(session, user_id=user_id)
+    return UnsubscribeOut(detail="You will receive no more digests.", daily_digest=False)

@@ -1,0 +1,74 @@
+"""Event consumers of ``notifier.events``: thin, each decodes and calls one use case."""
+
+from contracts import (
+    RatingAdded,
+    RecipeCreated,
+    RecipeDeleted,
+    ScheduleTick,
+    UserDeleted,
+    UserRegistered,
+    UserUpdated,
+)
+from notifier import copies
+from notifier.planning import scan_for_digests
+from notifier.settings import DIGEST_SCAN_JOB, QUEUE_NAME, SERVICE_NAME, Settings
+from servicekit.bus import RetryPolicy
+from servicekit.consumer import Consumer, EventContext
+from servicekit.db import SessionMaker
+
+
+async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
+    if await copies.apply_user(ctx.session, event) and event.is_active:
+        await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
+
+
+async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
+    await copies.apply_user(ctx.session, event)
+
+
+async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
+    await copies.apply_user_deleted(ctx.session, event)
+
+
+async def on_recipe_created(ctx: EventContext, event: RecipeCreated) -> None:
+    await copies.apply_recipe_created(ctx.session, event)
+
+
+async def on_recipe_deleted(ctx: EventContext, event: RecipeDeleted) -> None:
+    await copies.apply_recipe_deleted(ctx.session, event)
+
+
+async def on_rating_added(ctx: EventContext, event: RatingAdded) -> None:
+    await copies.apply_rating(ctx.session, event)
+
+
+class TickHandler:
+    """Plans digests on our own scan ticks; other services' ticks share the routing key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def __call__(self, ctx: EventContext, event: ScheduleTick) -> None:
+        if event.job != DIGEST_SCAN_JOB:
+            return
+        await scan_for_digests(ctx.session, scan_slot=event.slot, settings=self._settings)
+
+
+def build_consumer(
+    session_maker: SessionMaker, settings: Settings, *, retry_policy: RetryPolicy | None = None
+) -> Consumer:
+    consumer = Consumer(
+        queue=QUEUE_NAME,
+        producer=SERVICE_NAME,
+        session_maker=session_maker,
+        retry_policy=retry_policy or settings.retry_policy,
+        prefetch=settings.prefetch,
+    )
+    consumer.on(UserRegistered, on_user_registered)
+    consumer.on(UserUpdated, on_user_updated)
+    consumer.on(UserDeleted, on_user_deleted)
+    consumer.on(RecipeCreated, on_recipe_created)
+    consumer.on(RecipeDeleted, on_recipe_deleted)
+    consumer.on(RatingAdded, on_rating_added)
+    consumer.on(ScheduleTick, TickHandler(settings))
+    return consumer

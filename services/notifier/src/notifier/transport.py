@@ -1,0 +1,135 @@
+"""Where composed mail goes: an SMTP server through a small pool of reused connections, or
+``.eml`` files in a directory when no SMTP server is configured (development).
+
+The dispatcher only knows the ``Transport`` protocol, so everything up to the transport is the
+same code whichever is injected. A transport raises ``TemporaryMailError`` for what may work
+later (a 4xx for the recipient or message; ``ServerUnavailable`` when the server itself cannot be
+reached or refuses us) and ``PermanentMailError`` for a 5xx refusal of the recipient or message.
+"""
+
+import asyncio
+import os
+import re
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+
+class TemporaryMailError(Exception):
+    """Worth another attempt later."""
+
+
+class ServerUnavailable(TemporaryMailError):
+    """The server cannot be reached or refuses us (not this recipient): pause, do not count."""
+
+
+class PermanentMailError(Exception):
+    """The server refused this recipient or message for good."""
+
+
+class Transport(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class FileTransport:
+    """Writes each message as ``<dir>/<message-id>.eml`` (atomically: temp file, then rename)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._write, message)
+
+    def _write(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(message["Message-ID"] or uuid.uuid4().hex))
+        target = self.directory / f"{stem.strip('_')}.eml"
+        temporary = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        temporary.write_bytes(message.as_bytes())
+        os.replace(temporary, target)
+
+    async def close(self) -> None:
+        return None
+
+
+class SmtpTransport:
+    """Up to ``connections`` SMTP sessions, each reused for many messages and reopened on error."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        connections: int = 4,
+        username: str = "",
+        password: str = "",
+        use_tls: bool = False,
+        start_tls: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._use_tls = use_tls
+        self._start_tls = start_tls
+        self._timeout = timeout
+        self._login = (username, password) if username else None
+        self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        for _ in range(connections):
+            self._idle.put_nowait(None)  # a slot; the connection opens on first use
+        self._open: set[aiosmtplib.SMTP] = set()
+
+    async def send(self, message: EmailMessage) -> None:
+        client = await self._idle.get()
+        try:
+            if client is None or not client.is_connected:
+                client = await self._connect()
+            await client.send_message(message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refusal.code for refusal in exc.recipients]
+            if codes and all(code >= 500 for code in codes):
+                raise PermanentMailError(str(exc)) from exc
+            raise TemporaryMailError(str(exc)) from exc
+        except (aiosmtplib.SMTPDataError, aiosmtplib.SMTPRecipientRefused) as exc:
+            if exc.code >= 500:
+                raise PermanentMailError(f"{exc.code} {exc.message}") from exc
+            raise TemporaryMailError(f"{exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # Connection trouble, a refused sender, failed login: not the recipient's fault.
+            await self._discard(client)
+            client = None
+            raise ServerUnavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            self._idle.put_nowait(client)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._use_tls,
+            start_tls=self._start_tls,
+            timeout=self._timeout,
+        )
+        await client.connect()
+        if self._login is not None:
+            await client.login(*self._login)
+        self._open.add(client)
+        return client
+
+    async def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+        if client is not None:
+            self._open.discard(client)
+            client.close()
+
+    async def close(self) -> None:
+        for client in list(self._open):
+            try:
+                if client.is_connected:
+                    await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+        self._open.clear()
