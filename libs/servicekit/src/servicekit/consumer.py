@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +33,7 @@ from servicekit.bus import (
     retry_queue_name,
 )
 from servicekit.db import SessionMaker
+from servicekit.logs import log_context
 from servicekit.metrics import (
     CONSUMERS_ATTACHED,
     EVENTS_CONSUMED,
@@ -41,6 +43,7 @@ from servicekit.metrics import (
 )
 from servicekit.outbox import add_event
 from servicekit.tables import InboxMessage
+from servicekit.tracing import TRACER, extract_context, record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -144,18 +147,49 @@ class Consumer:
         task.add_done_callback(self._in_flight.discard)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
-        """Apply one message exactly once, then ack; on failure retry or dead-letter it."""
+        """Apply one message exactly once, then ack; on failure retry or dead-letter it.
+
+        It runs in a consumer span continuing the producer's trace (W3C headers on the message);
+        the event id and correlation id go into every log line written meanwhile.
+        """
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": self.queue,
+            "messaging.message.id": message.message_id,
+            "messaging.message.conversation_id": message.correlation_id,
+            "messaging.rabbitmq.attempt": attempts_of(message) + 1,
+        }
+        with (
+            TRACER.start_as_current_span(
+                f"process {message.type or self.queue}",
+                context=extract_context(message.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={k: v for k, v in attributes.items() if v is not None},
+            ),
+            log_context(
+                event_id=message.message_id,
+                correlation_id=message.correlation_id,
+                event_type=message.type,
+                queue=self.queue,
+            ),
+        ):
+            await self._process_in_context(message)
+
+    async def _process_in_context(self, message: AbstractIncomingMessage) -> None:
         try:
             envelope = Envelope.model_validate_json(message.body)
             event = parse_event(envelope)
             handler = self._handlers[envelope.type]
         except (ValidationError, UnknownEventError, KeyError) as exc:
+            record_failure(exc)
             await self._dead_letter(message, f"undecodable message: {exc}")
             return
         started = time.perf_counter()
         try:
             outcome = await self._apply(envelope, event, handler)
         except Exception as exc:
+            record_failure(exc)
             logger.warning("handler for %s on %s failed", envelope.type, self.queue, exc_info=True)
             await self._retry_or_dead_letter(message, exc)
             return

@@ -15,14 +15,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import psycopg
+from opentelemetry.trace import SpanKind
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Envelope, Event, make_envelope
+from contracts import EXCHANGE_NAME, Envelope, Event, make_envelope
 from servicekit.bus import Publisher
 from servicekit.db import SessionMaker
+from servicekit.logs import request_id_var
 from servicekit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from servicekit.tables import OutboxMessage
+from servicekit.tracing import TRACER, inject_headers
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +42,37 @@ async def add_event(
     event_id: uuid.UUID | None = None,
     headers: dict[str, str] | None = None,
 ) -> Envelope:
-    """Record ``event`` in the caller's transaction; it is published after commit."""
+    """Record ``event`` in the caller's transaction; it is published after commit.
+
+    The correlation id defaults to the id of the HTTP request being served. The row's headers
+    carry the trace context of a producer span started here, so the consumer continues the trace.
+    """
     envelope = make_envelope(
         event,
         producer=producer,
-        correlation_id=correlation_id,
+        correlation_id=correlation_id or request_id_var.get(),
         causation_id=causation_id,
         event_id=event_id,
     )
+    with TRACER.start_as_current_span(
+        f"create {envelope.type}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "create",
+            "messaging.destination.name": EXCHANGE_NAME,
+            "messaging.rabbitmq.destination.routing_key": envelope.routing_key,
+            "messaging.message.id": str(envelope.event_id),
+            "messaging.message.conversation_id": envelope.correlation_id,
+        },
+    ):
+        trace_headers = inject_headers()
     session.add(
         OutboxMessage(
             event_id=envelope.event_id,
             routing_key=envelope.routing_key,
             envelope=envelope.model_dump(mode="json"),
-            headers=headers or {},
+            headers={**trace_headers, **(headers or {})},
         )
     )
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})

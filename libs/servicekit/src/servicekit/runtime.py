@@ -16,10 +16,22 @@ from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, libpq_url
 from servicekit.health import Readiness, health_app
+from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.ticks import TickEmitter
+from servicekit.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
+
+
+def configure_observability(service: str, *, log_level: str, json_logs: bool = True) -> None:
+    """Logs (JSON lines, or text for a terminal) and, if ``OTEL_*`` asks, tracing.
+
+    Call it first in ``main()``, for the API and the worker alike; run uvicorn with
+    ``log_config=None`` so its own lines come out in the same format.
+    """
+    configure_logging(service, level=log_level, json=json_logs)
+    configure_tracing(service)
 
 
 class Messaging:
@@ -82,7 +94,9 @@ async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, p
     """Run consumers, relay and emitters, and serve health and metrics until SIGTERM/SIGINT."""
     await messaging.start()
     server = uvicorn.Server(
-        uvicorn.Config(health_app(readiness), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            health_app(readiness), host=host, port=port, log_level="warning", log_config=None
+        )
     )
     try:
         await server.serve()

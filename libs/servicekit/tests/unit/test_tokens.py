@@ -49,9 +49,7 @@ def forged_tokens(factory: TokenFactory) -> dict[str, str]:
     tampered_payload = _b64(json.dumps(claims(factory, role="admin")).encode())
     stranger = Ed25519PrivateKey.generate()
     return {
-        "alg none": jwt.encode(
-            claims(factory), "", algorithm="none", headers={"kid": factory.kid}
-        ),
+        "alg none": jwt.encode(claims(factory), "", algorithm="none", headers={"kid": factory.kid}),
         "hs256 with public key": _b64(
             json.dumps({"alg": "HS256", "kid": factory.kid, "typ": "JWT"}).encode()
         )

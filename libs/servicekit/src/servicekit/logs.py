@@ -1,0 +1,143 @@
+"""Logs: one JSON object per line in production, readable lines in development.
+
+Every line says which service wrote it and, where they apply, the request id (from the gateway's
+``X-Request-Id`` or made by ``servicekit.http``), the correlation id and event id of the event
+being handled (``log_context``) and the OpenTelemetry trace and span ids, so one ``grep`` of a
+trace id finds every line a request caused in every service. The context lives in contextvars:
+it follows each request and each consumed message through ``await`` and ``create_task``.
+
+Only stdlib ``logging``: libraries' loggers (uvicorn, aio-pika, SQLAlchemy) propagate to the root
+handler installed here and come out in the same format.
+"""
+
+import contextlib
+import contextvars
+import json as jsonlib
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, TextIO
+
+from opentelemetry import trace
+
+#: The id of the HTTP request being served (set by the gateway, or made in ``servicekit.http``).
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+_fields_var: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "log_fields", default=MappingProxyType({})
+)
+
+#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+) | {"message", "asctime", "taskName"}
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` (``None`` values are left out) to every log line written inside."""
+    added = {key: value for key, value in fields.items() if value is not None}
+    token = _fields_var.set(MappingProxyType({**_fields_var.get(), **added}))
+    try:
+        yield
+    finally:
+        _fields_var.reset(token)
+
+
+def context_fields() -> dict[str, Any]:
+    """The request id, ``log_context`` fields and trace ids in force right now."""
+    fields: dict[str, Any] = {}
+    request_id = request_id_var.get()
+    if request_id is not None:
+        fields["request_id"] = request_id
+    fields.update(_fields_var.get())
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        fields["trace_id"] = trace.format_trace_id(span_context.trace_id)
+        fields["span_id"] = trace.format_span_id(span_context.span_id)
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: timestamp, level, service, logger, message, context."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": _timestamp(record),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(context_fields())
+        entry.update(_extra(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return jsonlib.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``09:01:03.123 INFO  recipes.service  message  key=value …`` for a terminal."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {**context_fields(), **_extra(record)}
+        # A trace id is 32 characters of noise on a terminal; its first 8 are enough to grep.
+        if "trace_id" in fields:
+            fields["trace_id"] = fields["trace_id"][:8]
+            fields.pop("span_id", None)
+        line = (
+            f"{_timestamp(record)[11:23]} {record.levelname:<7} {self.service} "
+            f"{record.name}: {record.getMessage()}"
+        )
+        if fields:
+            line += "  " + " ".join(f"{key}={value}" for key, value in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+def configure_logging(
+    service: str, *, level: str = "INFO", json: bool = True, stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every log record to ``stream`` (stdout) as JSON lines, or readable text.
+
+    Replaces what an earlier call (or ``logging.basicConfig``) installed on the root logger, so
+    calling it again is safe. Run uvicorn with ``log_config=None`` so its loggers propagate here.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter(service) if json else TextFormatter(service))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _extra(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+    }
