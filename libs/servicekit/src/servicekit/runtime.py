@@ -90,6 +90,25 @@ class Messaging:
         await self.bus.close()
 
 
+async def declare_queues(amqp_url: str, consumers: Sequence[Consumer]) -> None:
+    """Declare the consumers' queues, delay queues, DLQs and bindings, then disconnect.
+
+    Each service's ``migrate`` runs this, so that the queues exist before any service publishes:
+    the exchange drops a message that no queue is bound for yet.
+    """
+    bus = Bus(amqp_url)
+    await bus.connect()
+    try:
+        channel = await bus.connection.channel()
+        for consumer in consumers:
+            await bus.declare_consumer_queue(
+                channel, consumer.queue, consumer.routing_keys, consumer.retry_policy
+            )
+        await channel.close()
+    finally:
+        await bus.close()
+
+
 async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, port: int) -> None:
     """Run consumers, relay and emitters, and serve health and metrics until SIGTERM/SIGINT."""
     await messaging.start()

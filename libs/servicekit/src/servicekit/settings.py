@@ -27,6 +27,8 @@ class ServiceSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     health_port: int
     log_level: str = "INFO"
+    #: JSON lines for log shippers; ``make up`` turns it off for people reading ``make logs``.
+    log_json: bool = True
 
     @property
     def retry_policy(self) -> RetryPolicy:

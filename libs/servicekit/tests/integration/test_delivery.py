@@ -15,7 +15,7 @@ from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
 from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.outbox import OutboxRelay, add_event
-from servicekit.runtime import Messaging
+from servicekit.runtime import Messaging, declare_queues
 from servicekit.testing import TcpProxy, Vhost, VhostAdmin
 
 from .helpers import deleted, effects, eventually, outbox_size, record_effect
@@ -284,3 +284,27 @@ async def test_two_relays_publish_each_event_exactly_once(
     for bus in buses:
         await bus.close()
     await connection.close()
+
+
+async def test_queues_declared_ahead_keep_events_published_before_the_worker_starts(
+    session_maker: SessionMaker, amqp_url: str
+) -> None:
+    """What ``migrate`` does: a consumer's queue exists before anyone publishes."""
+    consumer = Consumer(queue="t.early", producer="t", session_maker=session_maker)
+    consumer.on(RecipeDeleted, record_effect)
+    await declare_queues(amqp_url, [consumer])
+    publisher = Bus(amqp_url)
+    await publisher.connect()
+    await publisher.publish_many([(make_envelope(deleted(11), producer="test"), {})])
+    await publisher.close()
+
+    bus = Bus(amqp_url)
+    await bus.connect()
+    await consumer.start(bus)
+
+    async def applied() -> bool:
+        return await effects(session_maker) == ["11"]
+
+    await eventually(applied)
+    await consumer.stop()
+    await bus.close()
