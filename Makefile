@@ -9,7 +9,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 # Packages present in this checkout (a service may not exist yet while it is being built).
 PRESENT := $(wildcard $(PACKAGES))
 
-.PHONY: setup lint format test up down logs demo bench asyncapi pin
+.PHONY: setup lint format test up down logs status demo bench asyncapi pin
 
 setup:
 	scripts/ensure-uv
@@ -22,6 +22,7 @@ lint: setup
 	  echo "mypy $$pkg"; \
 	  (cd $$pkg && MYPYPATH=src uv run mypy --config-file $(CURDIR)/pyproject.toml src $$( [ -d tests ] && echo tests )) || exit 1; \
 	done
+	MYPYPATH=deploy/local:tests uv run mypy --config-file pyproject.toml deploy/local tests scripts
 
 format:
 	uv run ruff check --fix .
@@ -33,18 +34,24 @@ test: setup
 	  echo "== $$pkg"; \
 	  (cd $$pkg && uv run pytest -q) || exit 1; \
 	done
+	@echo "== tests (deployment files, observability rules, the platform end to end)"
+	cd tests && uv run pytest -q
 
 asyncapi: setup
 	uv run python scripts/asyncapi.py > docs/asyncapi.yaml
 
-up:
-	@echo "make up: not built yet (issue 8)"; exit 1
+# The whole platform in the background on this machine (deploy/local/platformctl.py says how).
+up: setup
+	uv run --no-sync python deploy/local/platformctl.py up
 
 down:
-	@echo "make down: not built yet (issue 8)"; exit 1
+	uv run --no-sync python deploy/local/platformctl.py down
 
 logs:
-	@echo "make logs: not built yet (issue 8)"; exit 1
+	uv run --no-sync python deploy/local/platformctl.py logs
+
+status:
+	uv run --no-sync python deploy/local/platformctl.py status
 
 demo:
 	@echo "make demo: not built yet (issue 8)"; exit 1

@@ -1,0 +1,116 @@
+"""Repository-level tests: deployment files and the platform run as a whole.
+
+``running_platform`` starts the whole platform the way ``make up`` does (the same runner,
+deploy/local/platformctl.py), but with databases, a RabbitMQ vhost, ports and a var dir of its
+own, so it runs beside a developer's `make up` and other test runs. It is stopped, and its
+databases and vhost dropped, at the end of the session.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from servicekit.db import libpq_url
+from servicekit.testing import Infrastructure, VhostAdmin
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+RUNNER = ROOT / "deploy" / "local" / "platformctl.py"
+#: Every port the platform uses, before the offset.
+BASE_PORTS = (8001, 8002, 8003, 8080, 9001, 9002, 9003, 9004, 9005)
+
+
+@dataclass
+class RunningPlatform:
+    gateway_url: str
+    var_dir: Path
+    env: dict[str, str] = field(repr=False)
+
+    def run(self, service: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """A service's command by hand (``backup run-now``), with this platform's settings."""
+        return subprocess.run(
+            [sys.executable, str(RUNNER), "run", service, *arguments],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "notifier" / "mail"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.var_dir / "backup" / "backups"
+
+
+def ports_free(offset: int) -> bool:
+    """Whether every port of a platform at ``offset`` can be listened on.
+
+    Offsets stay below the ephemeral range (32768 and up), where outgoing connections could
+    take a port between this check and the start.
+    """
+    for port in BASE_PORTS:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+            try:
+                sock.bind(("127.0.0.1", port + offset))
+            except OSError:
+                return False
+    return True
+
+
+def _server_url(database_url: str) -> str:
+    return urlunsplit(urlsplit(database_url)._replace(path="/"))
+
+
+@pytest.fixture(scope="session")
+def running_platform(
+    infrastructure: Infrastructure,
+    vhost_admin: VhostAdmin,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningPlatform]:
+    vhost = f"t_{run_id}_platform"
+    db_prefix = f"t_{run_id}_"
+    offset = next(o for o in range(10000, 23000, 211) if ports_free(o))
+    var_dir = tmp_path_factory.mktemp("platform") / "var"
+    env = {
+        **os.environ,
+        "PLATFORM_VAR_DIR": str(var_dir),
+        "PLATFORM_DB_BASE_URL": _server_url(infrastructure.admin_database_url),
+        "PLATFORM_DB_PREFIX": db_prefix,
+        "PLATFORM_AMQP_URL": vhost_admin.create(vhost),
+        "PLATFORM_PORT_OFFSET": str(offset),
+        "PLATFORM_SKIP_INFRA": "1",  # the test fixtures provide the servers
+        "PLATFORM_START_TIMEOUT": "90",
+    }
+    try:
+        up = subprocess.run(
+            [sys.executable, str(RUNNER), "up"], env=env, capture_output=True, text=True
+        )
+        if up.returncode != 0:
+            pytest.fail(f"the platform did not start:\n{up.stdout}\n{up.stderr}")
+        yield RunningPlatform(
+            gateway_url=f"http://127.0.0.1:{8080 + offset}", var_dir=var_dir, env=env
+        )
+    finally:
+        subprocess.run([sys.executable, str(RUNNER), "down"], env=env, capture_output=True)
+        vhost_admin.delete(vhost)
+        with psycopg.connect(libpq_url(infrastructure.admin_database_url), autocommit=True) as c:
+            names = c.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (db_prefix,)
+            ).fetchall()
+            for (name,) in names:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                c.execute(drop.format(sql.Identifier(name)))

@@ -1,0 +1,297 @@
+"""The gateway's nginx template: rendering, ``nginx -t``, and its routing against stand-in services.
+
+The live tests run the real nginx binary (skipped where it is not installed) in front of small
+HTTP servers that echo what they received, so routing, headers and nginx's own JSON errors are
+checked for what they do, not for how the config reads.
+"""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import gateway_config
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "deploy" / "gateway" / "entrypoint.sh"
+
+needs_nginx = pytest.mark.skipif(
+    gateway_config.nginx_binary() is None, reason="nginx is not installed"
+)
+
+
+def _values(tmp_path: Path, port: int = 8080, **upstreams: str) -> dict[str, str]:
+    return gateway_config.local_values(
+        run_dir=tmp_path / "run",
+        log_dir=tmp_path / "log",
+        media_root=tmp_path / "media",
+        port=port,
+        **upstreams,
+    )
+
+
+def test_every_placeholder_gets_a_value(tmp_path: Path) -> None:
+    rendered = gateway_config.render(gateway_config.TEMPLATE.read_text(), _values(tmp_path))
+
+    assert gateway_config.PLACEHOLDER.search(rendered) is None
+    assert "listen 127.0.0.1:8080;" in rendered
+    # nginx's own (lower-case) variables pass through untouched.
+    assert "$request_id" in rendered and "$http_x_request_id" in rendered
+
+
+def test_a_missing_value_is_refused(tmp_path: Path) -> None:
+    values = _values(tmp_path)
+    del values["MEDIA_ROOT"]
+
+    with pytest.raises(KeyError, match="MEDIA_ROOT"):
+        gateway_config.render(gateway_config.TEMPLATE.read_text(), values)
+
+
+def test_compose_entrypoint_substitutes_exactly_the_template_placeholders() -> None:
+    listed = re.search(r"PLACEHOLDERS='([^']*)'", ENTRYPOINT.read_text())
+    assert listed is not None
+    names = set(re.findall(r"\$\{([A-Z0-9_]+)\}", listed.group(1)))
+
+    assert names == gateway_config.placeholders(gateway_config.TEMPLATE.read_text())
+
+
+@pytest.mark.skipif(shutil.which("envsubst") is None, reason="envsubst is not installed")
+def test_envsubst_renders_what_the_python_renderer_renders(tmp_path: Path) -> None:
+    values = _values(tmp_path)
+    listed = re.search(r"PLACEHOLDERS='([^']*)'", ENTRYPOINT.read_text())
+    assert listed is not None
+
+    rendered = subprocess.run(
+        ["envsubst", listed.group(1)],
+        input=gateway_config.TEMPLATE.read_text(),
+        env=values,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert rendered == gateway_config.render(gateway_config.TEMPLATE.read_text(), values)
+
+
+@needs_nginx
+def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
+    values = _values(tmp_path)
+    config = gateway_config.write_config(values, tmp_path / "run" / "nginx.conf")
+
+    result = subprocess.run(
+        gateway_config.nginx_command(config, values, test=True), capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+# --- live ----------------------------------------------------------------------------------
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers every request with what it saw, and a request id of its own (to be hidden)."""
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        body = json.dumps(
+            {
+                "service": self.server.name,  # type: ignore[attr-defined]
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Request-ID", "set-by-the-service")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _echo_server(name: str) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.name = name  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
+    """nginx on a free port in front of echo servers for auth and recipes (notifier is down)."""
+    if gateway_config.nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    auth, recipes = _echo_server("auth"), _echo_server("recipes")
+    port = _free_port()
+    values = _values(
+        tmp_path,
+        port,
+        auth_upstream=f"127.0.0.1:{auth.server_address[1]}",
+        recipes_upstream=f"127.0.0.1:{recipes.server_address[1]}",
+        notifier_upstream=f"127.0.0.1:{_free_port()}",  # nothing listens: 502
+    )
+    config = gateway_config.write_config(values, tmp_path / "run" / "nginx.conf")
+    nginx = subprocess.Popen(gateway_config.nginx_command(config, values), start_new_session=True)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        for _ in range(100):
+            try:
+                client.get("/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield client, tmp_path / "media"
+    finally:
+        client.close()
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        for server in (auth, recipes):
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/auth/register/", "auth"),
+        ("/api/auth/openapi.json", "auth"),
+        ("/api/recipes/", "recipes"),
+        ("/api/recipes", "recipes"),
+        ("/api/recipes?page=2", "recipes"),
+        ("/api/recipes/7/rate/", "recipes"),
+        ("/api/recipes/docs", "recipes"),
+    ],
+)
+def test_routes_each_prefix_to_its_service(
+    gateway: tuple[httpx.Client, Path], path: str, service: str
+) -> None:
+    client, _ = gateway
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert response.json()["service"] == service
+    assert response.json()["path"] == path
+
+
+def test_sets_a_request_id_and_forwarding_headers(gateway: tuple[httpx.Client, Path]) -> None:
+    client, _ = gateway
+    response = client.get("/api/recipes/")
+    seen = response.json()["headers"]
+
+    assert seen["x-request-id"]
+    assert response.headers.get_list("x-request-id") == [seen["x-request-id"]]
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == client.base_url.netloc.decode()
+
+
+def test_keeps_the_clients_request_id(gateway: tuple[httpx.Client, Path]) -> None:
+    client, _ = gateway
+    response = client.get("/api/auth/me/", headers={"X-Request-ID": "trace-me-42"})
+
+    assert response.json()["headers"]["x-request-id"] == "trace-me-42"
+    assert response.headers.get_list("x-request-id") == ["trace-me-42"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/images/1/1",
+        "/api/recipes/internal/images/1/1",
+        "/api/auth/metrics",
+        "/api/recipes/readyz",
+        "/elsewhere",
+    ],
+)
+def test_internal_and_unknown_paths_are_json_404s(
+    gateway: tuple[httpx.Client, Path], path: str
+) -> None:
+    client, _ = gateway
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+    assert response.headers["x-request-id"]
+
+
+def test_a_body_over_the_upload_limit_is_refused_with_json_413(
+    gateway: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = gateway
+    response = client.post("/api/recipes/", content=b"x" * (10 * 1024 * 1024 + 1))
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+
+
+def test_a_body_within_the_limit_passes(gateway: tuple[httpx.Client, Path]) -> None:
+    client, _ = gateway
+    response = client.post("/api/recipes/", content=b"x" * (1024 * 1024))
+
+    assert response.status_code == 200
+
+
+def test_a_service_that_is_down_is_a_json_502(gateway: tuple[httpx.Client, Path]) -> None:
+    client, _ = gateway
+    response = client.get("/api/notifications/preferences/")
+
+    assert response.status_code == 502
+    assert response.json() == {"detail": "The service is unavailable.", "code": "bad_gateway"}
+
+
+def test_serves_media_files_and_json_404_for_missing_ones(
+    gateway: tuple[httpx.Client, Path],
+) -> None:
+    client, media_root = gateway
+    (media_root / "recipes" / "3").mkdir(parents=True)
+    (media_root / "recipes" / "3" / "v1-800.jpg").write_bytes(b"\xff\xd8\xff-image-bytes")
+
+    found = client.get("/media/recipes/3/v1-800.jpg")
+    missing = client.get("/media/recipes/3/v2-800.jpg")
+
+    assert found.status_code == 200
+    assert found.content == b"\xff\xd8\xff-image-bytes"
+    assert found.headers["content-type"] == "image/jpeg"
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+
+
+def test_sign_in_is_rate_limited_with_json_429(gateway: tuple[httpx.Client, Path]) -> None:
+    """Last: it exhausts the token endpoint's budget for this client address."""
+    client, _ = gateway
+    statuses = [client.post("/api/auth/token/", json={}).status_code for _ in range(30)]
+    limited = client.post("/api/auth/token/", json={})
+
+    assert statuses.count(200) >= 1
+    assert 429 in statuses
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert limited.headers["retry-after"] == "1"
+    # Other endpoints are not throttled by it.
+    assert client.get("/api/auth/me/").status_code == 200
