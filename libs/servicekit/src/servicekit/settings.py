@@ -18,17 +18,26 @@ DEFAULT_JWKS_URL = "http://127.0.0.1:8001/api/auth/.well-known/jwks.json"
 class ServiceSettings(BaseSettings):
     """Broker, database, retries, health: the same knobs in every service."""
 
-    database_url: str
-    amqp_url: str = DEFAULT_AMQP_URL
-    retry_delays: tuple[float, ...] = Field(default=(1.0, 5.0, 30.0, 120.0), min_length=1)
-    delivery_limit: int = Field(default=20, ge=1)
-    prefetch: int = Field(default=32, ge=1)
-    outbox_poll_interval: float = Field(default=1.0, gt=0)
-    health_host: str = "127.0.0.1"
-    health_port: int
-    log_level: str = "INFO"
-    #: JSON lines for log shippers; ``make up`` turns it off for people reading ``make logs``.
-    log_json: bool = True
+    database_url: str = Field(description="the service's own PostgreSQL database")
+    amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
+    retry_delays: tuple[float, ...] = Field(
+        default=(1.0, 5.0, 30.0, 120.0),
+        min_length=1,
+        description="seconds before each retry of a failed event (JSON list); then the DLQ",
+    )
+    delivery_limit: int = Field(
+        default=20, ge=1, description="deliveries without ack before the broker dead-letters"
+    )
+    prefetch: int = Field(default=32, ge=1, description="events handled at once per consumer")
+    outbox_poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds between outbox polls (NOTIFY wakes it sooner)"
+    )
+    health_host: str = Field(default="127.0.0.1", description="worker health/metrics address")
+    health_port: int = Field(description="worker health/metrics port")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_json: bool = Field(
+        default=True, description="JSON log lines (make up sets false for people reading logs)"
+    )
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -38,6 +47,6 @@ class ServiceSettings(BaseSettings):
 class TokenSettings(BaseSettings):
     """For services that verify access tokens against the auth service's JWK Set."""
 
-    jwks_url: str = DEFAULT_JWKS_URL
-    jwt_issuer: str = DEFAULT_JWT_ISSUER
-    jwt_audience: str = DEFAULT_JWT_AUDIENCE
+    jwks_url: str = Field(default=DEFAULT_JWKS_URL, description="the auth service's JWK Set")
+    jwt_issuer: str = Field(default=DEFAULT_JWT_ISSUER, description="expected `iss` of tokens")
+    jwt_audience: str = Field(default=DEFAULT_JWT_AUDIENCE, description="expected `aud`")

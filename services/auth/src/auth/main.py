@@ -16,14 +16,14 @@ from auth.api import PREFIX, AuthComponents, router
 from auth.keys import KeyRing, load_key_ring
 from auth.passwords import Passwords
 from auth.service import replay_users
-from auth.settings import Settings
+from auth.settings import SERVICE_NAME, Settings
 from auth.signin import TokenIssuer, prune_expired
 from auth.throttle import SignInThrottle
 from servicekit.db import SessionMaker, create_engine, create_session_maker
 from servicekit.health import Readiness
-from servicekit.http import install_http_basics
+from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, run_worker
+from servicekit.runtime import Messaging, configure_observability, run_worker
 from servicekit.tokens import TokenVerifier
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        telemetry=HTTP_TELEMETRY,
     )
     install_http_basics(app)
     app.state.engine = engine
@@ -155,9 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,  # uvicorn's lines go through the handler configured above
+        )
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "migrate":

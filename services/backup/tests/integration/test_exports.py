@@ -1,4 +1,5 @@
 import csv
+import json
 import stat
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -250,6 +251,7 @@ async def test_retention_keeps_the_last_n_exports(clean_database: str, backup_di
     assert not exporter.export_slot(slots[0], trigger="schedule").written  # never re-exported
 
 
+@pytest.mark.usefixtures("restore_logging")
 async def test_run_now_and_verify_from_the_command_line(
     session_maker: SessionMaker,
     clean_database: str,
@@ -263,7 +265,10 @@ async def test_run_now_and_verify_from_the_command_line(
 
     assert main(["run-now"]) == 0
     [export] = [backup_dir / name for name in names(backup_dir) if name.endswith(".csv")]
-    assert "2 rows, written" in capsys.readouterr().out
+    *logged, printed = capsys.readouterr().out.splitlines()
+    assert "2 rows, written" in printed
+    exported = [json.loads(line) for line in logged if "exported 2 users" in line]
+    assert [(e["service"], e["logger"]) for e in exported] == [("backup", "backup.exports")]
     assert main(["verify", str(export)]) == 0
 
     export.write_bytes(export.read_bytes().replace(b"ann", b"amm"))

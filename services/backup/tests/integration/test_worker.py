@@ -2,20 +2,27 @@
 
 import asyncio
 import csv
+import os
+import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from backup.csvfile import read_manifest, strip_neutralising_prefix
 from backup.db import SessionMaker
-from backup.exports import file_names
-from backup.main import build_emitter, build_worker
+from backup.exports import Exporter, file_names
+from backup.main import build_emitter, build_worker, restore_export_gauges
+from backup.metrics import LAST_SUCCESS, ROWS_EXPORTED
 from backup.settings import QUEUE_NAME, Settings
 from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
 from servicekit.bus import Bus
@@ -142,3 +149,81 @@ async def test_a_missed_weekly_slot_is_caught_up_within_the_grace(
     tick = await emitter.emit_due(sunday + timedelta(days=3))  # worker was down until Wednesday
     assert tick is not None and (tick.job, tick.slot) == ("weekly-backup", sunday)
     assert await emitter.emit_due(sunday + timedelta(days=4)) is None  # emitted once
+
+
+def last_success() -> float | None:
+    return REGISTRY.get_sample_value("backup_last_success_timestamp_seconds")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def scraped_last_success(port: int) -> float | None:
+    async with httpx.AsyncClient() as client:
+        try:
+            response = await client.get(f"http://127.0.0.1:{port}/metrics")
+        except httpx.TransportError:
+            return None  # not serving yet
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "backup_last_success_timestamp_seconds":
+                return sample.value
+    return None
+
+
+async def test_a_restarted_worker_reports_the_newest_export_as_the_last_success(
+    clean_database: str, amqp_url: str, backup_dir: Path, exporter: Exporter, tmp_path: Path
+) -> None:
+    sunday = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    exporter.export_slot(sunday - timedelta(days=7), trigger="schedule")
+    newest = exporter.export_slot(sunday, trigger="schedule")
+    port = free_port()
+    environment = os.environ | {
+        "BACKUP_DATABASE_URL": clean_database,
+        "BACKUP_AMQP_URL": amqp_url,
+        "BACKUP_BACKUP_DIR": str(backup_dir),
+        "BACKUP_BACKUP_CRON": NEVER_DUE,
+        "BACKUP_HEALTH_PORT": str(port),
+    }
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "backup.main", "worker", env=environment, stdout=log, stderr=log
+        )
+        try:
+
+            async def restored() -> bool:
+                return await scraped_last_success(port) == newest.manifest.created_at.timestamp()
+
+            await eventually(restored)
+        finally:
+            worker.terminate()
+            await worker.wait()
+
+
+async def test_an_export_whose_file_is_gone_does_not_count_as_the_last_success(
+    session_maker: SessionMaker, backup_dir: Path, exporter: Exporter
+) -> None:
+    sunday = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    older = exporter.export_slot(sunday - timedelta(days=7), trigger="schedule")
+    newest = exporter.export_slot(sunday, trigger="run-now")
+    newest.path.unlink()
+    LAST_SUCCESS.set(0)
+    ROWS_EXPORTED.set(-1)
+
+    restored = await restore_export_gauges(session_maker, backup_dir)
+
+    assert restored is not None and restored.file_name == older.path.name
+    assert last_success() == older.manifest.created_at.timestamp()
+    assert REGISTRY.get_sample_value("backup_rows_exported") == older.manifest.rows
+
+
+async def test_without_any_export_the_last_success_stays_unset(
+    session_maker: SessionMaker, backup_dir: Path
+) -> None:
+    LAST_SUCCESS.set(0)
+    assert await restore_export_gauges(session_maker, backup_dir) is None
+    assert last_success() == 0

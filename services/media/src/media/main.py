@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from media.storage import CloudinaryStorage, LocalStorage, Storage
 from servicekit.consumer import Consumer
 from servicekit.health import Readiness
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, run_worker
+from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 
@@ -99,9 +98,28 @@ async def run(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def declare_worker_queue(settings: Settings) -> None:
+    """Declare ``media.events`` with the consumer the worker builds (bindings, retries, DLQ)."""
+    # Declaring needs no database: this engine is never connected.
+    session_maker = create_session_maker(create_engine(settings.database_url))
+    pipeline = build_pipeline(settings, session_maker)
+    try:
+        consumer = build_consumer(settings, session_maker, pipeline)
+        await declare_queues(settings.amqp_url, [consumer])
+    finally:
+        pipeline.renderer.close()
+        await pipeline.fetcher.aclose()
+
+
 def migrate(settings: Settings) -> None:
+    """Create and upgrade the database, then declare the worker's queue and its bindings.
+
+    Not left to the worker alone: the exchange drops an event no queue is bound for yet, so a
+    ``recipe.created`` published before the worker's first start would never get its images.
+    """
     ensure_database(settings.database_url)
     upgrade_database(SERVICE_DIR, settings.database_url)
+    asyncio.run(declare_worker_queue(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -109,9 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("command", choices=["worker", "migrate"])
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "migrate":
         migrate(settings)
     else:

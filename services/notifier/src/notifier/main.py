@@ -24,9 +24,9 @@ from notifier.settings import DIGEST_SCAN_JOB, SERVICE_NAME, Settings
 from notifier.transport import FileTransport, SmtpTransport, Transport
 from notifier.unsubscribe import UnsubscribeTokens
 from servicekit.health import Readiness
-from servicekit.http import install_http_basics
+from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, run_worker
+from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
 from servicekit.ticks import TickEmitter
 from servicekit.tokens import TokenVerifier, http_jwks_fetcher
 
@@ -74,6 +74,7 @@ def create_app(
         docs_url="/api/notifications/docs",
         redoc_url=None,
         redirect_slashes=False,
+        telemetry=HTTP_TELEMETRY,
     )
     app.state.settings = settings
     app.state.unsubscribe_tokens = UnsubscribeTokens(settings.unsubscribe_key)
@@ -147,6 +148,19 @@ async def run_worker_process(settings: Settings) -> None:
         await engine.dispose()
 
 
+def migrate(settings: Settings) -> None:
+    """Create and upgrade the database, then declare the worker's queue and its bindings.
+
+    Not left to the worker alone: the exchange drops an event no queue is bound for yet, so a
+    ``user.registered`` published before the worker's first start would get no welcome mail.
+    """
+    ensure_database(settings.database_url)
+    upgrade_database(SERVICE_DIR, settings.database_url)
+    # Declaring needs no database: this engine is never connected.
+    consumer = build_consumer(create_session_maker(create_engine(settings.database_url)), settings)
+    asyncio.run(declare_queues(settings.amqp_url, [consumer]))
+
+
 async def send_digest(settings: Settings, digest_date: date | None = None) -> tuple[int, int]:
     """Plan the digest of ``digest_date`` (default: today in the default zone) for every
     subscribed user and send it now; returns (planned, settled). A user who already has that
@@ -188,9 +202,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
         uvicorn.run(
             create_app(settings),
@@ -198,12 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=settings.api_port,
             proxy_headers=True,
             log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's lines go through the handler configured above
         )
     elif args.command == "worker":
         asyncio.run(run_worker_process(settings))
     elif args.command == "migrate":
-        ensure_database(settings.database_url)
-        upgrade_database(SERVICE_DIR, settings.database_url)
+        migrate(settings)
     else:
         planned, settled = asyncio.run(send_digest(settings, args.date))
         print(f"planned {planned} digests, settled {settled} pending mails")

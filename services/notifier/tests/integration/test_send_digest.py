@@ -48,6 +48,7 @@ async def test_without_smtp_mail_is_written_as_eml_files(
     assert message.get_content_type() == "multipart/alternative"
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_command_line(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,

@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,13 +10,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from recipes.api import internal_router, router
-from recipes.db import create_engine, create_session_maker
+from recipes.db import SessionMaker, create_engine, create_session_maker
 from recipes.handlers import build_consumer
-from recipes.settings import Settings
+from recipes.settings import SERVICE_NAME, Settings
+from servicekit.consumer import Consumer
 from servicekit.health import Readiness
-from servicekit.http import install_http_basics
+from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, run_worker
+from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
 from servicekit.tokens import TokenVerifier, http_jwks_fetcher
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -72,6 +72,7 @@ def create_app(
         docs_url="/api/recipes/docs",
         redoc_url=None,
         redirect_slashes=False,
+        telemetry=HTTP_TELEMETRY,
     )
     app.state.settings = settings
     app.state.token_verifier = token_verifier or default_token_verifier(settings)
@@ -81,13 +82,18 @@ def create_app(
     return app
 
 
+def build_worker_consumer(settings: Settings, session_maker: SessionMaker) -> Consumer:
+    """The consumer of ``recipes.events``, as the worker runs it and ``migrate`` declares it."""
+    return build_consumer(
+        session_maker, retry_policy=settings.retry_policy, prefetch=settings.prefetch
+    )
+
+
 def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
     """The worker: consumers of ``recipes.events`` and an outbox relay."""
     engine = create_engine(settings.database_url)
     session_maker = create_session_maker(engine)
-    consumer = build_consumer(
-        session_maker, retry_policy=settings.retry_policy, prefetch=settings.prefetch
-    )
+    consumer = build_worker_consumer(settings, session_maker)
     messaging = Messaging(
         amqp_url=settings.amqp_url,
         database_url=settings.database_url,
@@ -98,12 +104,26 @@ def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
     return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
 
 
+def migrate(settings: Settings) -> None:
+    """Create and upgrade the database, then declare the worker's queue and its bindings.
+
+    Not left to the worker alone: the exchange drops an event no queue is bound for yet, so
+    events published before the worker's first start would be lost.
+    """
+    ensure_database(settings.database_url)
+    upgrade_database(SERVICE_DIR, settings.database_url)
+    # Declaring needs no database: this engine is never connected.
+    session_maker = create_session_maker(create_engine(settings.database_url))
+    consumer = build_worker_consumer(settings, session_maker)
+    asyncio.run(declare_queues(settings.amqp_url, [consumer]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recipes", description=__doc__)
     parser.add_argument("command", choices=["api", "worker", "migrate"])
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
         uvicorn.run(
             create_app(settings),
@@ -111,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             port=settings.api_port,
             proxy_headers=True,
             log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's lines go through the handler configured above
         )
     elif args.command == "worker":
         messaging, readiness = build_messaging(settings)
@@ -118,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
         )
     else:
-        ensure_database(settings.database_url)
-        upgrade_database(SERVICE_DIR, settings.database_url)
+        migrate(settings)
 
 
 if __name__ == "__main__":
