@@ -1,4 +1,3 @@
-import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -60,13 +59,3 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that run ``main()``: it points the root logger at the test's captured stdout."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)

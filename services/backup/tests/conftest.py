@@ -1,4 +1,3 @@
-import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,13 +64,3 @@ def backup_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def exporter(clean_database: str, backup_dir: Path) -> Exporter:
     return Exporter(database_url=libpq_url(clean_database), directory=backup_dir, keep_last=8)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that run ``main()``: it points the root logger at the test's captured stdout."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)

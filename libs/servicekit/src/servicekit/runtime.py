@@ -8,16 +8,19 @@ broker and consumers until they are attached.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
-from servicekit.db import SessionMaker, libpq_url
+from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
 from servicekit.health import Readiness, health_app
 from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
+from servicekit.settings import ServiceSettings
 from servicekit.ticks import TickEmitter
 from servicekit.tracing import configure_tracing
 
@@ -121,3 +124,38 @@ async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, p
         await server.serve()
     finally:
         await messaging.stop()
+
+
+def api_lifespan(
+    settings: ServiceSettings, *, relay_outbox: bool = True
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """An API's lifespan: engine and sessions on ``app.state``, its outbox relayed, readiness.
+
+    Tests pass ``relay_outbox=False`` to inspect the outbox themselves.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_maker = session_maker = create_session_maker(engine)
+        messaging = None
+        if relay_outbox:
+            messaging = Messaging(
+                amqp_url=settings.amqp_url,
+                database_url=settings.database_url,
+                session_maker=session_maker,
+                poll_interval=settings.outbox_poll_interval,
+            )
+            await messaging.start()
+        app.state.readiness = Readiness(
+            engine=engine, bus=messaging.bus if messaging is not None else None
+        )
+        try:
+            yield
+        finally:
+            if messaging is not None:
+                await messaging.stop()
+            await engine.dispose()
+
+    return lifespan

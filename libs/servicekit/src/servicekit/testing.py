@@ -11,6 +11,7 @@ the end, so concurrent runs and leftovers never interfere.
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aio_pika
 import httpx
 import jwt
 import psycopg
@@ -27,6 +29,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
+from contracts import EXCHANGE_NAME
+from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
 from servicekit.db import libpq_url
 from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 from servicekit.tokens import TokenVerifier
@@ -343,3 +347,48 @@ async def amqp_proxy(infrastructure: Infrastructure) -> AsyncIterator[TcpProxy]:
     proxy = await TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672).start()
     yield proxy
     await proxy.stop()
+
+
+async def routed_keys(amqp_url: str, queue: str, routing_keys: list[str]) -> set[str]:
+    """Publish one empty message per routing key; the keys of those that reached ``queue``."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()  # publisher confirms: queued once published
+        exchange = await channel.get_exchange(EXCHANGE_NAME)
+        for key in routing_keys:
+            await exchange.publish(aio_pika.Message(b"{}"), routing_key=key, timeout=10)
+        declared = await channel.get_queue(queue)
+        received: set[str] = set()
+        while (message := await declared.get(fail=False, timeout=10)) is not None:
+            received.add(str(message.routing_key))
+            await message.ack()
+        return received
+
+
+def queue_arguments(vhost_admin: VhostAdmin, vhost: Vhost, queue: str) -> dict[str, Any]:
+    """The ``x-`` arguments a queue was declared with, from the management API."""
+    found = vhost_admin.queue(vhost.name, queue)["arguments"]
+    assert isinstance(found, dict)
+    return found
+
+
+def assert_queue_topology(
+    vhost_admin: VhostAdmin, vhost: Vhost, queue: str, policy: RetryPolicy
+) -> None:
+    """``queue`` is a quorum queue with its delivery limit, delay queues and dead-letter queue."""
+    arguments = queue_arguments(vhost_admin, vhost, queue)
+    assert arguments["x-queue-type"] == "quorum"
+    assert arguments["x-delivery-limit"] == policy.delivery_limit
+    for step, delay in enumerate(policy.delays):
+        retry = queue_arguments(vhost_admin, vhost, retry_queue_name(queue, step))
+        assert retry["x-message-ttl"] == int(delay * 1000)
+    assert vhost_admin.queue(vhost.name, dead_letter_queue_name(queue))["durable"] is True
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that run a ``main()``: it points the root logger at the test's captured output."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from servicekit.errors import NotAuthenticated, PermissionDenied
+from servicekit.settings import TokenSettings
 
 JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -131,6 +132,15 @@ class TokenVerifier:
         self._fetched_at = time.monotonic()
 
 
+def verifier_from_settings(settings: TokenSettings) -> TokenVerifier:
+    """The production verifier: the auth service's JWK Set over HTTP."""
+    return TokenVerifier(
+        http_jwks_fetcher(settings.jwks_url),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -154,6 +164,19 @@ async def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller if a token was sent (a bad one is still a 401), else None."""
+    if credentials is None:
+        return None
+    return await current_principal(request, credentials)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def require_role(role: str) -> Callable[[Principal], Awaitable[Principal]]:

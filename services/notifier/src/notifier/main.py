@@ -5,8 +5,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,9 +25,15 @@ from notifier.unsubscribe import UnsubscribeTokens
 from servicekit.health import Readiness
 from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
+from servicekit.runtime import (
+    Messaging,
+    api_lifespan,
+    configure_observability,
+    declare_queues,
+    run_worker,
+)
 from servicekit.ticks import TickEmitter
-from servicekit.tokens import TokenVerifier, http_jwks_fetcher
+from servicekit.tokens import TokenVerifier, verifier_from_settings
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 logger = logging.getLogger(__name__)
@@ -43,33 +48,10 @@ def create_app(
     """The API; tests inject settings and a verifier, and may leave the outbox unrelayed."""
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        app.state.session_maker = session_maker = create_session_maker(engine)
-        messaging = None
-        if relay_outbox:
-            messaging = Messaging(
-                amqp_url=settings.amqp_url,
-                database_url=settings.database_url,
-                session_maker=session_maker,
-                poll_interval=settings.outbox_poll_interval,
-            )
-            await messaging.start()
-        app.state.readiness = Readiness(
-            engine=engine, bus=messaging.bus if messaging is not None else None
-        )
-        try:
-            yield
-        finally:
-            if messaging is not None:
-                await messaging.stop()
-            await engine.dispose()
-
     app = FastAPI(
         title="Notifications",
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=api_lifespan(settings, relay_outbox=relay_outbox),
         openapi_url="/api/notifications/openapi.json",
         docs_url="/api/notifications/docs",
         redoc_url=None,
@@ -78,11 +60,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.unsubscribe_tokens = UnsubscribeTokens(settings.unsubscribe_key)
-    app.state.token_verifier = token_verifier or TokenVerifier(
-        http_jwks_fetcher(settings.jwks_url),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
+    app.state.token_verifier = token_verifier or verifier_from_settings(settings)
     install_http_basics(app)
     app.include_router(router)
     return app

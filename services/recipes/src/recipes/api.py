@@ -9,7 +9,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from recipes import listing, ratings, service
@@ -31,7 +30,7 @@ from recipes.schemas import (
 from recipes.settings import Settings
 from recipes.uploads import read_recipe_input
 from servicekit.errors import PermissionDenied
-from servicekit.tokens import CustomerPrincipal, Principal, SellerPrincipal, current_principal
+from servicekit.tokens import CustomerPrincipal, OptionalPrincipal, Principal, SellerPrincipal
 
 router = APIRouter(tags=["recipes"])
 internal_router = APIRouter(include_in_schema=False)
@@ -58,20 +57,6 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-_optional_bearer = HTTPBearer(auto_error=False)
-
-
-async def optional_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
-) -> Principal | None:
-    """The caller when a token is sent (an invalid one is still a 401), else None."""
-    if credentials is None:
-        return None
-    return await current_principal(request, credentials)
-
-
-OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 _RECIPE_FORM_BODY: dict[str, Any] = {
     "requestBody": {

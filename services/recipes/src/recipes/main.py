@@ -2,8 +2,6 @@
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
@@ -17,18 +15,16 @@ from servicekit.consumer import Consumer
 from servicekit.health import Readiness
 from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
-from servicekit.tokens import TokenVerifier, http_jwks_fetcher
+from servicekit.runtime import (
+    Messaging,
+    api_lifespan,
+    configure_observability,
+    declare_queues,
+    run_worker,
+)
+from servicekit.tokens import TokenVerifier, verifier_from_settings
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
-
-
-def default_token_verifier(settings: Settings) -> TokenVerifier:
-    return TokenVerifier(
-        http_jwks_fetcher(settings.jwks_url),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
 
 
 def create_app(
@@ -40,34 +36,10 @@ def create_app(
     """The API; tests inject settings and a verifier, and may leave the outbox unrelayed."""
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        app.state.engine = engine
-        app.state.session_maker = session_maker = create_session_maker(engine)
-        messaging = None
-        if relay_outbox:
-            messaging = Messaging(
-                amqp_url=settings.amqp_url,
-                database_url=settings.database_url,
-                session_maker=session_maker,
-                poll_interval=settings.outbox_poll_interval,
-            )
-            await messaging.start()
-        app.state.readiness = Readiness(
-            engine=engine, bus=messaging.bus if messaging is not None else None
-        )
-        try:
-            yield
-        finally:
-            if messaging is not None:
-                await messaging.stop()
-            await engine.dispose()
-
     app = FastAPI(
         title="Recipes",
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=api_lifespan(settings, relay_outbox=relay_outbox),
         openapi_url="/api/recipes/openapi.json",
         docs_url="/api/recipes/docs",
         redoc_url=None,
@@ -75,7 +47,7 @@ def create_app(
         telemetry=HTTP_TELEMETRY,
     )
     app.state.settings = settings
-    app.state.token_verifier = token_verifier or default_token_verifier(settings)
+    app.state.token_verifier = token_verifier or verifier_from_settings(settings)
     install_http_basics(app)
     app.include_router(router)
     app.include_router(internal_router)
