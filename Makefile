@@ -53,8 +53,9 @@ logs:
 status:
 	uv run --no-sync python deploy/local/platformctl.py status
 
+# A seller, a customer, a recipe with a photo and a rating, through the gateway (after make up).
 demo:
-	@echo "make demo: not built yet (issue 8)"; exit 1
+	uv run --no-sync python scripts/demo.py
 
 bench:
 	@echo "make bench: not built yet (issue 9)"; exit 1
