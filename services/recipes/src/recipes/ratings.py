@@ -46,6 +46,45 @@ async def rate_recipe(
     publish: Publish,
 ) -> RatingOutcome:
     """Add or replace ``customer``'s rating and move the recipe's aggregates by the difference."""
+    title, seller_id = await _lock_recipe(session, recipe_id)
+    previous = await session.scalar(
+        select(col(Rating.score)).where(
+            col(Rating.recipe_id) == recipe_id,
+            col(Rating.user_id) == customer.user_id,
+        )
+    )
+    now = utcnow()
+    values = {"username": customer.username, "score": score, "comment": comment, "updated_at": now}
+    inserted = (
+        await session.execute(
+            insert(Rating)
+            .values(recipe_id=recipe_id, user_id=customer.user_id, created_at=now, **values)
+            .on_conflict_do_update(constraint="uq_ratings_recipe_user", set_=values)
+            .returning(col(Rating.id), col(Rating.created_at))
+        )
+    ).one()
+    avg_rating, rating_count = await _move_aggregates(
+        session, recipe_id, delta=score - (previous or 0), added=1 if previous is None else 0
+    )
+    outcome = RatingOutcome(
+        rating_id=inserted.id,
+        recipe_id=recipe_id,
+        user_id=customer.user_id,
+        username=customer.username,
+        score=score,
+        comment=comment,
+        created_at=inserted.created_at,
+        updated_at=now,
+        previous_score=previous,
+        avg_rating=avg_rating,
+        rating_count=rating_count,
+    )
+    await publish(_rating_added(outcome, recipe_title=title, seller_id=seller_id))
+    return outcome
+
+
+async def _lock_recipe(session: AsyncSession, recipe_id: int) -> tuple[str, int]:
+    """Lock the recipe row for this transaction; its title and seller."""
     recipe = (
         await session.execute(
             select(col(Recipe.title), col(Recipe.seller_id))
@@ -55,24 +94,13 @@ async def rate_recipe(
     ).one_or_none()
     if recipe is None:
         raise RecipeNotFound()
-    previous = await session.scalar(
-        select(col(Rating.score)).where(
-            col(Rating.recipe_id) == recipe_id,
-            col(Rating.user_id) == customer.user_id,
-        )
-    )
-    now = utcnow()
-    values = {"username": customer.username, "score": score, "comment": comment, "updated_at": now}
-    rating = (
-        await session.execute(
-            insert(Rating)
-            .values(recipe_id=recipe_id, user_id=customer.user_id, created_at=now, **values)
-            .on_conflict_do_update(constraint="uq_ratings_recipe_user", set_=values)
-            .returning(col(Rating.id), col(Rating.created_at))
-        )
-    ).one()
-    delta = score - (previous or 0)
-    added = 1 if previous is None else 0
+    return recipe.title, recipe.seller_id
+
+
+async def _move_aggregates(
+    session: AsyncSession, recipe_id: int, *, delta: int, added: int
+) -> tuple[float, int]:
+    """Shift sum and count in SQL (never a recount); the new average and count."""
     avg_rating, rating_count = (
         await session.execute(
             update(Recipe)
@@ -86,35 +114,23 @@ async def rate_recipe(
             .returning(col(Recipe.avg_rating), col(Recipe.rating_count))
         )
     ).one()
-    outcome = RatingOutcome(
-        rating_id=rating.id,
-        recipe_id=recipe_id,
-        user_id=customer.user_id,
-        username=customer.username,
-        score=score,
-        comment=comment,
-        created_at=rating.created_at,
-        updated_at=now,
-        previous_score=previous,
-        avg_rating=avg_rating,
-        rating_count=rating_count,
+    return avg_rating, rating_count
+
+
+def _rating_added(outcome: RatingOutcome, *, recipe_title: str, seller_id: int) -> RatingAdded:
+    return RatingAdded(
+        rating_id=outcome.rating_id,
+        recipe_id=outcome.recipe_id,
+        recipe_title=recipe_title,
+        seller_id=seller_id,
+        user_id=outcome.user_id,
+        username=outcome.username,
+        score=outcome.score,
+        previous_score=outcome.previous_score,
+        avg_rating=outcome.avg_rating,
+        rating_count=outcome.rating_count,
+        rated_at=outcome.updated_at,
     )
-    await publish(
-        RatingAdded(
-            rating_id=outcome.rating_id,
-            recipe_id=recipe_id,
-            recipe_title=recipe.title,
-            seller_id=recipe.seller_id,
-            user_id=customer.user_id,
-            username=customer.username,
-            score=score,
-            previous_score=previous,
-            avg_rating=avg_rating,
-            rating_count=rating_count,
-            rated_at=now,
-        )
-    )
-    return outcome
 
 
 async def remove_users_ratings(
