@@ -308,3 +308,32 @@ async def test_queues_declared_ahead_keep_events_published_before_the_worker_sta
     await eventually(applied)
     await consumer.stop()
     await bus.close()
+
+
+async def test_stopping_a_consumer_finishes_the_message_in_flight(
+    session_maker: SessionMaker, amqp_url: str
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(ctx: EventContext, event: RecipeDeleted) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        await record_effect(ctx, event)
+
+    bus = Bus(amqp_url)
+    await bus.connect()
+    consumer = Consumer(queue="t.graceful", producer="t", session_maker=session_maker)
+    consumer.on(RecipeDeleted, slow)
+    await consumer.start(bus)
+    await bus.publish_many([(make_envelope(deleted(12), producer="test"), {})])
+    await eventually(lambda: _is_set(started))
+
+    await consumer.stop()
+
+    assert await effects(session_maker) == ["12"]
+    await bus.close()
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue("t.graceful", passive=True)
+    assert queue.declaration_result.message_count == 0, "the message was acked before closing"
+    await connection.close()
