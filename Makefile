@@ -23,6 +23,7 @@ lint: setup
 	  (cd $$pkg && MYPYPATH=src uv run mypy --config-file $(CURDIR)/pyproject.toml src $$( [ -d tests ] && echo tests )) || exit 1; \
 	done
 	MYPYPATH=deploy/local:tests uv run mypy --config-file pyproject.toml deploy/local tests scripts
+	MYPYPATH=bench uv run mypy --config-file pyproject.toml bench
 
 format:
 	uv run ruff check --fix .
@@ -57,8 +58,11 @@ status:
 demo:
 	uv run --no-sync python scripts/demo.py
 
-bench:
-	@echo "make bench: not built yet (issue 9)"; exit 1
+# Benchmarks (not part of `make test`): every hot path against a ceiling measured in the same
+# run. SCENARIO="recipe-list ratings" runs some; QUICK=1 is smaller (~3 min). See bench/README.md.
+bench: setup
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx)
+	uv run python bench/run.py $(if $(QUICK),--quick) $(SCENARIO)
 
 # Re-pin every direct and transitive version after changing a dependency.
 pin:

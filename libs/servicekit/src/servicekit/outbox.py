@@ -30,6 +30,7 @@ from servicekit.tracing import TRACER, inject_headers
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox_pending"
+_NOTIFIED_IN = "servicekit.outbox.notified_in"
 
 
 async def add_event(
@@ -75,8 +76,17 @@ async def add_event(
             headers={**trace_headers, **(headers or {})},
         )
     )
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    await _notify_once_per_transaction(session)
     return envelope
+
+
+async def _notify_once_per_transaction(session: AsyncSession) -> None:
+    """One ``NOTIFY`` wakes the relays for a whole transaction: skip the round trip after it."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is not None and session.info.get(_NOTIFIED_IN) is transaction:
+        return
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    session.info[_NOTIFIED_IN] = transaction
 
 
 class OutboxRelay:
@@ -137,11 +147,12 @@ class OutboxRelay:
                 self._wakeup.clear()
                 try:
                     await self.drain()
-                    await self.update_backlog_metrics()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.warning("outbox relay failed; retrying", exc_info=True)
+                # Also when publishing fails: a growing backlog is what the alert watches.
+                await self.refresh_backlog_metrics()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
         finally:
@@ -166,7 +177,16 @@ class OutboxRelay:
                 logger.warning("outbox listener lost its connection", exc_info=True)
                 await asyncio.sleep(self._poll_interval)
 
-    async def update_backlog_metrics(self) -> None:
+    async def refresh_backlog_metrics(self) -> None:
+        """Set the backlog gauges from the table; a database error leaves them as they were."""
+        try:
+            await self._read_backlog()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("could not read the outbox backlog", exc_info=True)
+
+    async def _read_backlog(self) -> None:
         async with self._session_maker() as session:
             count, oldest = (
                 await session.execute(select(func.count(), func.min(OutboxMessage.created_at)))

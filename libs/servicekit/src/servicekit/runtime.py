@@ -76,6 +76,8 @@ class Messaging:
                 break
             except Exception as exc:
                 logger.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
+                if self.relay is not None:
+                    await self.relay.refresh_backlog_metrics()  # the backlog grows meanwhile
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         for consumer in self.consumers:

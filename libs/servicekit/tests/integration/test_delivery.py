@@ -7,6 +7,8 @@ from collections import Counter
 
 import aio_pika
 import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EXCHANGE_NAME, RecipeDeleted, make_envelope
 from servicekit import dead_letters
@@ -337,3 +339,26 @@ async def test_stopping_a_consumer_finishes_the_message_in_flight(
     queue = await channel.declare_queue("t.graceful", passive=True)
     assert queue.declaration_result.message_count == 0, "the message was acked before closing"
     await connection.close()
+
+
+async def test_one_notify_round_trip_per_transaction(
+    session_maker: SessionMaker, engine: AsyncEngine
+) -> None:
+    """PostgreSQL folds equal notifications of a transaction itself; the round trips it costs
+    are ours to save, so count the statements sent."""
+    notifies: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "pg_notify" in statement:
+            notifies.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    async with session_maker() as session:
+        async with session.begin():
+            for recipe_id in range(3):
+                await add_event(session, deleted(recipe_id), producer="test")
+        async with session.begin():
+            await add_event(session, deleted(3), producer="test")
+    event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(notifies) == 2
+    assert await outbox_size(session_maker) == 4

@@ -16,6 +16,8 @@ import httpx
 
 from contracts import ImageReference
 from media.errors import ImageRejected
+from servicekit.logs import context_fields
+from servicekit.tracing import inject_headers
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,11 @@ class OriginalFetcher:
     async def _download(self, reference: ImageReference) -> bytes:
         # Never read more than the reference announced: a longer body is wrong anyway.
         cap = min(reference.size, self._max_bytes)
-        async with self._client.stream("GET", reference.url) as response:
+        # Trace context and request id go along: serving the original stays in the upload's trace.
+        headers = inject_headers()
+        if correlation_id := context_fields().get("correlation_id"):
+            headers["X-Request-ID"] = str(correlation_id)
+        async with self._client.stream("GET", reference.url, headers=headers) as response:
             if response.status_code in GONE_STATUSES:
                 raise ImageRejected(UNAVAILABLE, f"recipes answered {response.status_code}")
             if response.status_code != 200:

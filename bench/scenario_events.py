@@ -1,0 +1,235 @@
+"""Event pipeline: commit → outbox → broker → consumer inbox commit, with servicekit's parts.
+
+Three processes as in production: this one commits events (``add_event``, 50 per transaction,
+4 concurrent producers, so the producer is not what is measured), a relay process
+(``OutboxRelay``) and a consumer process (``Consumer`` with its inbox), see pipeline_worker.py.
+Throughput is events/s from the first commit to the last inbox commit. Latency is measured
+afterwards at 10% of that throughput, one event per transaction, commit to handler (whose
+transaction then commits the inbox row). The ceiling is aio-pika alone publishing the same
+messages persistently to a quorum queue, awaiting confirms in batches of 500.
+"""
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import aio_pika
+import httpx
+import psycopg
+import sqlalchemy
+from common import (
+    BENCH_DIR,
+    MANAGEMENT_URL,
+    Outcome,
+    Row,
+    Size,
+    libpq,
+    median,
+    process,
+    scratch_database,
+    scratch_vhost,
+)
+from pipeline_worker import QUEUE, RECEIVED_TABLE
+from sqlmodel import SQLModel
+
+import servicekit.tables  # noqa: F401  (registers the outbox and inbox tables)
+from contracts import RatingAdded, make_envelope
+from servicekit.bus import envelope_message
+from servicekit.db import SessionMaker, create_engine, create_session_maker
+from servicekit.outbox import add_event
+
+#: What profiling showed limits the throughput goal; printed when it is not met.
+PIPELINE_LIMIT = (
+    "Two limits of about the same size: the consumer commits one transaction per message"
+    " (inbox + handler, ~400-500/s in one process with prefetch 32), and add_event sends a"
+    " `SELECT pg_notify` round trip per event (producers reach ~470 events/s even at 50 events"
+    " a transaction). Notify once per transaction; run consumers in more processes."
+)
+PER_TRANSACTION = 50
+PRODUCERS = 4
+CONFIRM_BATCH = 500
+
+
+def rating_event(n: int) -> RatingAdded:
+    return RatingAdded(
+        rating_id=n,
+        recipe_id=n % 1000 + 1,
+        recipe_title=f"Recipe {n % 1000 + 1}",
+        seller_id=7,
+        user_id=100_000 + n % 5000,
+        username=f"customer{n % 5000}",
+        score=n % 5 + 1,
+        previous_score=None,
+        avg_rating=3.5,
+        rating_count=10,
+        rated_at=datetime.now(UTC),
+    )
+
+
+async def produce(session_maker: SessionMaker, total: int) -> None:
+    """``total`` events in transactions of PER_TRANSACTION, PRODUCERS at a time."""
+
+    async def producer(start: int, count: int) -> None:
+        for first in range(start, start + count, PER_TRANSACTION):
+            async with session_maker() as session, session.begin():
+                for n in range(first, min(first + PER_TRANSACTION, start + count)):
+                    await add_event(session, rating_event(n), producer="bench")
+
+    share = total // PRODUCERS
+    await asyncio.gather(*(producer(i * share, share) for i in range(PRODUCERS)))
+
+
+async def produce_at_rate(session_maker: SessionMaker, rate: float, seconds: float) -> int:
+    """One event per transaction, ``rate`` per second, for ``seconds``."""
+    interval = 1 / rate
+    started = time.perf_counter()
+    sent = 0
+    while (elapsed := time.perf_counter() - started) < seconds:
+        async with session_maker() as session, session.begin():
+            await add_event(session, rating_event(sent), producer="bench")
+        sent += 1
+        await asyncio.sleep(max(0.0, sent * interval - elapsed - interval))
+    return sent
+
+
+async def wait_received(dsn: str, expected: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = await (await conn.execute("SELECT count(*) FROM bench_received")).fetchone()
+            if row and row[0] >= expected:
+                return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"fewer than {expected} events consumed after {timeout:.0f}s")
+
+
+async def pipeline_throughput(database_url: str, total: int) -> float:
+    engine = create_engine(database_url)
+    dsn = libpq(database_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bench_received")
+    started = time.time()
+    await produce(create_session_maker(engine), total)
+    await wait_received(dsn, total, timeout=600)
+    await engine.dispose()
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(received_at)) FROM bench_received")
+        last = float(row.fetchone()[0])  # type: ignore[index]
+    return total / (last - started)
+
+
+async def pipeline_latency(database_url: str, rate: float, seconds: float) -> list[float]:
+    engine = create_engine(database_url)
+    dsn = libpq(database_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bench_received")
+    sent = await produce_at_rate(create_session_maker(engine), rate, seconds)
+    await wait_received(dsn, sent, timeout=120)
+    await engine.dispose()
+    with psycopg.connect(dsn) as conn:
+        return [
+            float(r)
+            for r in conn.execute(
+                "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY latency_ms)"
+                " FROM bench_received"
+            ).fetchone()[0]  # type: ignore[index]
+        ]
+
+
+async def publish_ceiling(amqp_url: str, total: int) -> float:
+    """aio-pika alone: the same messages, persistent, to a quorum queue, batched confirms."""
+    messages = [
+        envelope_message(make_envelope(rating_event(n), producer="bench"), {}) for n in range(total)
+    ]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(
+            "bench.ceiling", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        started = time.perf_counter()
+        exchange = channel.default_exchange
+        for first in range(0, total, CONFIRM_BATCH):
+            await asyncio.gather(
+                *(
+                    exchange.publish(m, routing_key=queue.name, timeout=30)
+                    for m in messages[first : first + CONFIRM_BATCH]
+                )
+            )
+        rate = total / (time.perf_counter() - started)
+        await queue.delete(if_unused=False, if_empty=False)
+    return rate
+
+
+def _vhost_of(amqp_url: str) -> str:
+    return amqp_url.rsplit("/", 1)[1]
+
+
+def wait_consumer(amqp_url: str, *, timeout: float = 60) -> None:
+    """Until the consumer's queue exists and has a consumer (else early events are unroutable)."""
+    url = f"{MANAGEMENT_URL}/api/queues/{_vhost_of(amqp_url)}/{QUEUE}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(url, auth=("guest", "guest"), timeout=5)
+        if response.status_code == 200 and response.json().get("consumers", 0) >= 1:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no consumer on {QUEUE} after {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def pipeline(scenario: str) -> Iterator[tuple[str, str]]:
+    with scratch_database(scenario) as database_url, scratch_vhost(scenario) as amqp_url:
+        with psycopg.connect(libpq(database_url), autocommit=True) as conn:
+            conn.execute(RECEIVED_TABLE)
+        engine = sqlalchemy.create_engine(database_url)
+        SQLModel.metadata.create_all(engine)
+        engine.dispose()
+        worker = [sys.executable, str(BENCH_DIR / "pipeline_worker.py")]
+        with (
+            process([*worker, "consume", database_url, amqp_url], name="consumer"),
+            process([*worker, "relay", database_url, amqp_url], name="relay"),
+        ):
+            wait_consumer(amqp_url)
+            yield database_url, amqp_url
+
+
+def event_pipeline(size: Size) -> Outcome:
+    total = 5_000 if size.quick else 50_000
+    rounds = 1 if size.quick else 2
+    latency_seconds = 5 if size.quick else 10
+    outcome = Outcome("event-pipeline")
+    ours: list[float] = []
+    ceiling: list[float] = []
+    with pipeline("events") as (database_url, amqp_url):
+        for _ in range(rounds):
+            ours.append(asyncio.run(pipeline_throughput(database_url, total // rounds)))
+            ceiling.append(asyncio.run(publish_ceiling(amqp_url, total // rounds)))
+        rate = median(ours) / 10
+        p50, p99 = asyncio.run(pipeline_latency(database_url, rate, latency_seconds))
+    a, b = median(ours), median(ceiling)
+    outcome.rows = [
+        Row(
+            "event-pipeline",
+            "events/s",
+            "events/s",
+            a,
+            b,
+            "≥ 0.7x ceiling",
+            a / b >= 0.7,
+            target=0.7,
+            note=PIPELINE_LIMIT,
+        ),
+        Row("event-pipeline", "p50 latency at 10% load", "ms", p50, None, "≤ 20 ms", p50 <= 20),
+        Row("event-pipeline", "p99 latency at 10% load", "ms", p99, None, "—", None),
+    ]
+    outcome.details = {
+        "events": total,
+        "rounds": rounds,
+        "latency_load_events_per_s": round(rate, 1),
+        "ceiling": f"aio-pika publish, confirms awaited per {CONFIRM_BATCH}",
+    }
+    return outcome
