@@ -7,6 +7,7 @@ because the original backend's clients read it; ``detail`` and ``code`` sit besi
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -104,6 +105,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, 400)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is down, restarting or out of connections: a retryable 503, not a 500."""
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    body = error_body("Service temporarily unavailable, try again shortly.", "unavailable")
+    return JSONResponse(body, 503, headers={"Retry-After": "2"})
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("Internal server error.", "internal_error"), 500)
@@ -113,4 +121,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
