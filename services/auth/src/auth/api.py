@@ -62,7 +62,7 @@ class AuthComponents:
     trust_forwarded_for: bool
 
 
-def _components(request: Request) -> AuthComponents:
+async def _components(request: Request) -> AuthComponents:
     components: AuthComponents = request.app.state.auth
     return components
 

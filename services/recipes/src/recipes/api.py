@@ -51,7 +51,7 @@ def route(path: str, *, methods: list[str], **kwargs: Any) -> Callable[[F], F]:
     return register
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
