@@ -92,9 +92,11 @@ class Bus:
 
     @property
     def is_connected(self) -> bool:
+        """True while the broker connection is up (False while the robust one reconnects)."""
         return (
             self._connection is not None
             and not self._connection.is_closed
+            and self._connection.connected.is_set()
             and self._channel is not None
             and not self._channel.is_closed
         )

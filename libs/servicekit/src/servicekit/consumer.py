@@ -113,6 +113,8 @@ class Consumer:
     def is_attached(self) -> bool:
         return (
             self._consumer_tag is not None
+            and self._bus is not None
+            and self._bus.is_connected
             and self._channel is not None
             and not self._channel.is_closed
         )

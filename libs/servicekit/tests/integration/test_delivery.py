@@ -15,6 +15,7 @@ from servicekit import dead_letters
 from servicekit.bus import Bus, RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
+from servicekit.health import Readiness
 from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.outbox import OutboxRelay, add_event
 from servicekit.runtime import Messaging, declare_queues
@@ -362,3 +363,28 @@ async def test_one_notify_round_trip_per_transaction(
     event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert len(notifies) == 2
     assert await outbox_size(session_maker) == 4
+
+
+async def test_readiness_reports_every_lost_broker_connection(
+    session_maker: SessionMaker, engine: AsyncEngine, vhost: Vhost, vhost_admin: VhostAdmin
+) -> None:
+    """Not only the first drop: after a robust reconnect the next drop must show too."""
+    bus = Bus(vhost.url)
+    await bus.connect()
+    consumer = Consumer(queue="t.ready", producer="t", session_maker=session_maker)
+    consumer.on(RecipeDeleted, record_effect)
+    await consumer.start(bus)
+    readiness = Readiness(engine=engine, bus=bus, consumers=[consumer])
+    for _ in range(2):
+        await eventually(lambda: _closed_some(vhost_admin, vhost.name), within=30, interval=0.5)
+        outage_seen = False
+
+        async def back_after_outage() -> bool:
+            nonlocal outage_seen
+            ready, checks = await readiness.report()
+            outage_seen = outage_seen or not checks["broker"]
+            return outage_seen and ready
+
+        await eventually(back_after_outage, within=30, interval=0.01)
+    await consumer.stop()
+    await bus.close()

@@ -33,11 +33,15 @@ class Throttled(ApiError):
 
 
 def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
-    """The caller's address: the first X-Forwarded-For hop only behind a trusted gateway."""
+    """The caller's address: behind the trusted gateway, the X-Forwarded-For hop it appended.
+
+    Only the last hop: the gateway appends the address it saw, and everything before it was
+    written by the client, who would otherwise pick a fresh throttle key for every attempt.
+    """
     if trust_forwarded_for:
-        first = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        last = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
         try:
-            return str(ip_address(first))
+            return str(ip_address(last))
         except ValueError:
             pass  # absent or garbage: fall back to the peer
     return request.client.host if request.client else "unknown"

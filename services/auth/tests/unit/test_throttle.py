@@ -12,7 +12,7 @@ def _request(peer: str, forwarded: str | None = None) -> Request:
 @pytest.mark.parametrize(
     ("forwarded", "trusted", "expected"),
     [
-        ("203.0.113.9, 10.0.0.2", True, "203.0.113.9"),
+        ("203.0.113.9, 10.0.0.2", True, "10.0.0.2"),  # the client wrote the first hop
         ("203.0.113.9", False, "10.0.0.1"),
         ("not-an-address", True, "10.0.0.1"),
         (None, True, "10.0.0.1"),

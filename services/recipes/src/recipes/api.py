@@ -58,6 +58,18 @@ async def get_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
+#: Recipe ids are PostgreSQL integers: a larger id names no recipe.
+MAX_RECIPE_ID = 2**31 - 1
+
+
+async def recipe_id_in_range(recipe_id: int) -> int:
+    if not 1 <= recipe_id <= MAX_RECIPE_ID:
+        raise service.RecipeNotFound()
+    return recipe_id
+
+
+RecipeId = Annotated[int, Depends(recipe_id_in_range)]
+
 _RECIPE_FORM_BODY: dict[str, Any] = {
     "requestBody": {
         "content": {
@@ -162,7 +174,7 @@ async def create_recipe(
 
 @route("/api/recipes/{recipe_id}/", methods=["GET"], response_model=RecipeOut)
 async def get_recipe(
-    recipe_id: int,
+    recipe_id: RecipeId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -178,7 +190,7 @@ async def get_recipe(
 
 
 async def _update(
-    recipe_id: int,
+    recipe_id: RecipeId,
     request: Request,
     seller: Principal,
     session: SessionDep,
@@ -206,7 +218,7 @@ async def _update(
     openapi_extra=_RECIPE_FORM_BODY,
 )
 async def replace_recipe(
-    recipe_id: int,
+    recipe_id: RecipeId,
     request: Request,
     seller: SellerPrincipal,
     session: SessionDep,
@@ -222,7 +234,7 @@ async def replace_recipe(
     openapi_extra=_RECIPE_FORM_BODY,
 )
 async def patch_recipe(
-    recipe_id: int,
+    recipe_id: RecipeId,
     request: Request,
     seller: SellerPrincipal,
     session: SessionDep,
@@ -232,7 +244,9 @@ async def patch_recipe(
 
 
 @route("/api/recipes/{recipe_id}/", methods=["DELETE"], status_code=204, response_class=Response)
-async def delete_recipe(recipe_id: int, seller: SellerPrincipal, session: SessionDep) -> Response:
+async def delete_recipe(
+    recipe_id: RecipeId, seller: SellerPrincipal, session: SessionDep
+) -> Response:
     async with session.begin():
         await service.delete_recipe(
             session=session,
@@ -250,7 +264,7 @@ async def delete_recipe(recipe_id: int, seller: SellerPrincipal, session: Sessio
     summary="Rate a recipe (customer); rating again replaces the score",
 )
 async def rate_recipe(
-    recipe_id: int, body: RatingWrite, customer: CustomerPrincipal, session: SessionDep
+    recipe_id: RecipeId, body: RatingWrite, customer: CustomerPrincipal, session: SessionDep
 ) -> RateResult:
     async with session.begin():
         outcome = await ratings.rate_recipe(
@@ -277,7 +291,7 @@ async def rate_recipe(
 
 @route("/api/recipes/{recipe_id}/ratings/", methods=["GET"], response_model=RatingPage)
 async def list_ratings(
-    recipe_id: int,
+    recipe_id: RecipeId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -300,7 +314,7 @@ async def list_ratings(
 
 @internal_router.get("/internal/images/{recipe_id}/{image_version}")
 async def get_original_image(
-    recipe_id: int,
+    recipe_id: RecipeId,
     image_version: int,
     session: SessionDep,
     settings: SettingsDep,

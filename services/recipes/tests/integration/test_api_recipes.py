@@ -326,3 +326,12 @@ async def test_every_path_works_without_trailing_slash(
     assert rate.status_code == 200
     assert (await client.get(f"{base}/ratings")).json()["count"] == 1
     assert (await client.delete(base, headers=users.seller())).status_code == 204
+
+
+@pytest.mark.parametrize("recipe_id", [0, 2**31, 9562139835177])
+async def test_an_id_no_recipe_can_have_is_not_found(
+    client: httpx.AsyncClient, recipe_id: int
+) -> None:
+    for path in (f"/api/recipes/{recipe_id}/", f"/api/recipes/{recipe_id}/ratings/"):
+        response = await client.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found")
