@@ -7,12 +7,20 @@ import importlib
 import inspect
 import re
 import sys
+from pathlib import PurePath
 
 from pydantic_settings import BaseSettings
 
 from servicekit.settings import ServiceSettings, TokenSettings
 
 SERVICES = ["auth", "recipes", "media", "notifier", "backup"]
+#: Fields every service with that field uses the same way.
+CONVENTIONS = {
+    "api_host": "address the API listens on",
+    "api_port": "port the API listens on",
+    "data_dir": "the service's files (relative to the working directory)",
+    "environment": "`development` allows built-in secrets; anything else requires them",
+}
 
 
 def source_comments(settings_class: type) -> dict[str, str]:
@@ -44,10 +52,12 @@ def rows(settings_class: type[BaseSettings], prefix: str, skip: set[str]) -> lis
         if name in skip:
             continue
         value = field.get_default(call_default_factory=True)
-        default = "(required)" if field.is_required() else repr(value)
+        shown = str(value) if isinstance(value, PurePath) else repr(value)
+        default = "(required)" if field.is_required() else shown
         if any(word in name for word in ("secret", "password", "private_key")):
             default = "(development only)" if not field.is_required() else default
-        meaning = (field.description or comments.get(name, "")).replace("|", "\\|")
+        meaning = field.description or comments.get(name) or CONVENTIONS.get(name, "")
+        meaning = meaning.replace("|", "\\|")
         lines.append(f"| `{prefix}{name.upper()}` | `{default}` | {meaning} |")
     return lines
 

@@ -29,6 +29,7 @@ class Settings(ServiceSettings):
     refresh_token_lifetime: int = Field(default=7 * 24 * 3600, ge=1, description="seconds")
     #: The Ed25519 private key that signs, as a PEM file or as PEM text (the text wins).
     signing_key_file: Path | None = None
+    #: the Ed25519 private key as PEM text (wins over the file)
     signing_key_pem: SecretStr | None = None
     #: Public keys published beside the signing key: the next key before it signs, the previous
     #: one until its tokens expire (PEM files of public or private keys).
@@ -36,11 +37,14 @@ class Settings(ServiceSettings):
 
     #: Argon2id cost; the defaults are OWASP's recommendation (19 MiB, 2 passes, 1 lane).
     argon2_memory_cost: int = Field(default=19 * 1024, ge=8, description="KiB")
+    #: Argon2id iterations (OWASP: 2)
     argon2_time_cost: int = Field(default=2, ge=1)
+    #: Argon2id lanes (OWASP: 1)
     argon2_parallelism: int = Field(default=1, ge=1)
 
     #: Failed sign-ins allowed per window, per username and per client address.
     login_failures_per_username: int = Field(default=10, ge=1)
+    #: failed sign-ins per client address and window before 429
     login_failures_per_address: int = Field(default=50, ge=1)
     login_failure_window: int = Field(default=300, ge=1, description="seconds")
     #: Only behind the gateway, which sets X-Forwarded-For: otherwise clients could forge it.

@@ -27,23 +27,32 @@ class Settings(ServiceSettings):
 
     #: The only origin originals are fetched from, whatever URL a message carries.
     recipes_internal_url: str = "http://127.0.0.1:8002"
+    #: seconds for fetching an original from the recipes service
     fetch_timeout: float = Field(default=10.0, gt=0)
     #: Upper bound on a whole download, so a slow drip cannot hold a job forever.
     fetch_deadline: float = Field(default=60.0, gt=0)
+    #: largest original accepted
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    #: largest image accepted, read from the header before decoding
     max_megapixels: float = Field(default=40.0, gt=0)
     #: Processes decoding and encoding images.
     workers: int = Field(default=2, ge=1)
     #: Longest a render may take (a 40 MP photo takes a few seconds); then the processes die.
     render_timeout: float = Field(default=120.0, gt=0)
 
+    #: `local` (files under the data dir, served at /media/) or `cloudinary`
     storage: Literal["local", "cloudinary"] = "local"
+    #: URL prefix of locally stored images (the gateway's /media/)
     public_base_url: str = "http://127.0.0.1:8080/media/"
+    #: Cloudinary cloud (storage=cloudinary)
     cloudinary_cloud_name: str | None = None
+    #: Cloudinary API key
     cloudinary_api_key: str | None = None
+    #: Cloudinary API secret (signs uploads)
     cloudinary_api_secret: SecretStr | None = None
     #: Base URL of the Cloudinary API (a stand-in server in tests); None means Cloudinary's own.
     cloudinary_upload_prefix: str | None = None
+    #: seconds for each Cloudinary call
     cloudinary_timeout: float = Field(default=30.0, gt=0)
     #: Pauses between attempts of one Cloudinary call that timed out or met a 5xx.
     cloudinary_retry_delays: tuple[float, ...] = (0.5, 2.0, 5.0)

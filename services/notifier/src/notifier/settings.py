@@ -35,6 +35,7 @@ class Settings(ServiceSettings, TokenSettings):
     data_dir: Path = Path("var/notifier")
     #: Where users reach the platform (the gateway): unsubscribe links start with it.
     public_base_url: str = "http://127.0.0.1:8080"
+    #: key of the signed unsubscribe tokens (required outside development)
     unsubscribe_secret: SecretStr | None = None
 
     #: When the digest goes out, in each user's local time zone.
@@ -52,17 +53,25 @@ class Settings(ServiceSettings, TokenSettings):
     #: How many best-rated and new recipes a digest lists at most.
     digest_list_limit: int = Field(default=10, ge=1)
 
+    #: SMTP server; empty: write .eml files under the data dir
     smtp_host: str = ""
+    #: SMTP port
     smtp_port: int = 25
+    #: SMTP login (empty: none)
     smtp_username: str = ""
+    #: SMTP password
     smtp_password: SecretStr = SecretStr("")
+    #: implicit TLS (port 465)
     smtp_use_tls: bool = False
+    #: STARTTLS after connecting
     smtp_start_tls: bool = False
+    #: seconds for each SMTP operation
     smtp_timeout: float = Field(default=30.0, gt=0)
     #: SMTP connections kept open and used in parallel.
     smtp_connections: int = Field(default=4, ge=1)
     #: Mails per second at most (0: no limit).
     max_per_second: float = Field(default=50.0, ge=0)
+    #: the From header of every mail
     mail_from: str = "Recipe Platform <no-reply@recipes.localhost>"
     #: Attempts of a mail after temporary failures (4xx, connection errors).
     send_attempts: int = Field(default=5, ge=1)

@@ -28,10 +28,15 @@ class Settings(ServiceSettings, TokenSettings):
     data_dir: str = "var/recipes"
     #: Where the media service reaches this API (the signed image URLs start with it).
     internal_base_url: str = "http://127.0.0.1:8002"
+    #: HMAC key of the signed internal image URLs (required outside development)
     image_url_secret: SecretStr | None = None
+    #: how long a signed original-image URL stays valid
     image_url_ttl_seconds: int = Field(default=86_400, gt=0)
+    #: largest accepted image upload (413 above)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    #: recipes per page without ?page_size=
     default_page_size: int = Field(default=10, ge=1)
+    #: largest ?page_size= honoured
     max_page_size: int = Field(default=100, ge=1)
     #: ``m`` of the Bayesian ("popular") ordering: votes a recipe needs to count fully.
     popular_min_votes: int = Field(default=5, ge=1)
