@@ -9,7 +9,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 # Packages present in this checkout (a service may not exist yet while it is being built).
 PRESENT := $(wildcard $(PACKAGES))
 
-.PHONY: setup lint format test up down logs status demo bench asyncapi pin
+.PHONY: setup lint format test test-reliability up down logs status demo bench asyncapi pin
 
 setup:
 	scripts/ensure-uv
@@ -37,6 +37,11 @@ test: setup
 	done
 	@echo "== tests (deployment files, observability rules, the platform end to end)"
 	cd tests && uv run pytest -q
+
+# Platform-wide faults, load, poison, fuzzing and security, including the scenarios that restart
+# the shared broker and database (plain `make test` skips those two). Writes reliability/report.md.
+test-reliability: setup
+	cd tests && RELIABILITY_DISRUPTIVE=1 uv run pytest -q reliability
 
 asyncapi: setup
 	uv run python scripts/asyncapi.py > docs/asyncapi.yaml

@@ -1,0 +1,1 @@
+"""Platform-wide reliability suite: fuzzing, poison messages, faults under load, security."""

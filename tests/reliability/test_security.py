@@ -1,0 +1,569 @@
+"""Hostile input through the gateway, table-driven: each case states its expected status and
+checks that nothing leaked and nothing changed.
+
+Tokens with a good shape but a bad key, a past expiry, another audience or the refresh type are
+signed here; the ones that need the platform's own key read the development key the auth
+service generated under the platform's var dir (as an attacker who stole it could not).
+"""
+
+import base64
+import csv
+import email
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from reliability.probes import (
+    PASSWORD,
+    Account,
+    Platform,
+    raw_get,
+    register,
+    sign_in,
+    unique,
+    wait_for,
+)
+from reliability.report import Report
+from reliability.scenarios import small_jpeg
+from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from servicekit.testing import TokenFactory
+
+pytestmark = pytest.mark.integration
+
+CASES: list[str] = []  # ids of the cases that passed, for the report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def security_row(reliability_report: Report) -> Any:
+    yield
+    row = reliability_report.row("security")
+    row.load = str(len(CASES))
+    row.faults = "hostile requests"
+    row.accepted = "-"
+    row.verified = f"{len(CASES)} cases: status as stated, nothing leaked or changed"
+    row.lost = "0"
+    row.duplicated = "0"
+    row.outcome = "pass" if CASES else "not run"
+
+
+def passed(case: str) -> None:
+    CASES.append(case)
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+def real_key(platform: Platform) -> Any:
+    pem = (platform.running.var_dir / "auth" / "signing_key.pem").read_bytes()
+    return load_pem_private_key(pem, password=None)
+
+
+def real_kid(gateway: httpx.Client) -> str:
+    kid: str = gateway.get("/api/auth/.well-known/jwks.json").json()["keys"][0]["kid"]
+    return kid
+
+
+def claims(account: Account, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    found = {
+        "iss": DEFAULT_JWT_ISSUER,
+        "aud": DEFAULT_JWT_AUDIENCE,
+        "sub": str(account.user_id),
+        "username": account.username,
+        "role": account.role,
+        "typ": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
+    found.update(overrides)
+    return found
+
+
+def unsigned(payload: dict[str, Any]) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
+
+
+TokenMaker = Callable[[Platform, httpx.Client, Account], str]
+
+TOKENS: dict[str, TokenMaker] = {
+    "another key, real kid": lambda p, g, a: TokenFactory(kid=real_kid(g)).access_token(
+        user_id=a.user_id, username=a.username, role=a.role
+    ),
+    "alg none": lambda p, g, a: unsigned(claims(a)),
+    "tampered role": lambda p, g, a: tamper(a.token, role="seller"),
+    "expired": lambda p, g, a: jwt.encode(
+        claims(a, iat=int(time.time()) - 3600, exp=int(time.time()) - 60),
+        real_key(p),
+        algorithm="EdDSA",
+        headers={"kid": real_kid(g)},
+    ),
+    "other audience": lambda p, g, a: jwt.encode(
+        claims(a, aud="someone-else"), real_key(p), algorithm="EdDSA", headers={"kid": real_kid(g)}
+    ),
+    "refresh type": lambda p, g, a: jwt.encode(
+        claims(a, typ="refresh"), real_key(p), algorithm="EdDSA", headers={"kid": real_kid(g)}
+    ),
+    "garbage": lambda p, g, a: "not.a.token",
+}
+
+
+def tamper(token: str, **changes: Any) -> str:
+    """The same signature over a payload with ``changes``: the signature no longer matches."""
+    header, payload, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded.update(changes)
+    body = base64.urlsafe_b64encode(json.dumps(decoded).encode()).rstrip(b"=").decode()
+    return f"{header}.{body}.{signature}"
+
+
+#: Requests that need a valid token; none may succeed or change anything with a bad one.
+GUARDED = [
+    ("POST", "/api/recipes/", {"title": "forged", "description": "x"}),
+    ("GET", "/api/auth/me/", None),
+    ("GET", "/api/notifications/preferences/", None),
+    ("PUT", "/api/notifications/preferences/", {"daily_digest": False}),
+]
+
+
+@pytest.mark.parametrize("kind", list(TOKENS))
+def test_a_bad_token_is_refused_everywhere(
+    kind: str, platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    customer = accounts["customer"]
+    token = TOKENS[kind](platform, gateway, customer)
+    recipes_before = platform.query("recipes", "SELECT count(*) FROM recipes")
+    for method, path, body in GUARDED:
+        response = gateway.request(
+            method, path, headers={"Authorization": f"Bearer {token}"}, json=body
+        )
+        assert response.status_code == 401, (kind, path, response.text)
+        assert customer.email not in response.text
+    assert platform.query("recipes", "SELECT count(*) FROM recipes") == recipes_before
+    preferences = gateway.get("/api/notifications/preferences/", headers=customer.headers)
+    assert preferences.json()["daily_digest"] is True
+    passed(f"token: {kind}")
+
+
+# --- roles and ownership ----------------------------------------------------------------------
+
+
+def recipe_of(gateway: httpx.Client, seller: Account) -> dict[str, Any]:
+    created = gateway.post(
+        "/api/recipes/",
+        headers=seller.headers,
+        json={"title": unique("Owned"), "description": "mine", "ingredients": "salt"},
+    )
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+@dataclass(frozen=True)
+class Escalation:
+    who: str
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    status: int
+
+
+ESCALATIONS = {
+    "customer creates a recipe": Escalation(
+        "customer", "POST", "/api/recipes/", {"title": "not mine", "description": "x"}, 403
+    ),
+    "seller rates a recipe": Escalation(
+        "seller", "POST", "/api/recipes/{id}/rate/", {"score": 5}, 403
+    ),
+    "another seller patches": Escalation(
+        "other_seller", "PATCH", "/api/recipes/{id}/", {"title": "hijacked"}, 403
+    ),
+    "another seller replaces": Escalation(
+        "other_seller", "PUT", "/api/recipes/{id}/", {"title": "hijacked", "description": "x"}, 403
+    ),
+    "another seller deletes": Escalation("other_seller", "DELETE", "/api/recipes/{id}/", None, 403),
+    "customer deletes": Escalation("customer", "DELETE", "/api/recipes/{id}/", None, 403),
+}
+
+
+@pytest.mark.parametrize("case", list(ESCALATIONS))
+def test_no_one_does_what_their_role_or_ownership_forbids(
+    case: str, platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    attempt = ESCALATIONS[case]
+    recipe = recipe_of(gateway, accounts["seller"])
+    count_before = platform.query("recipes", "SELECT count(*) FROM recipes")
+    response = gateway.request(
+        attempt.method,
+        attempt.path.format(id=recipe["id"]),
+        headers=accounts[attempt.who].headers,
+        json=attempt.body,
+    )
+    assert response.status_code == attempt.status, response.text
+    after = gateway.get(f"/api/recipes/{recipe['id']}/")
+    assert after.status_code == 200
+    assert (after.json()["title"], after.json()["rating_count"]) == (recipe["title"], 0)
+    assert platform.query("recipes", "SELECT count(*) FROM recipes") == count_before
+    passed(f"role: {case}")
+
+
+def test_registration_cannot_ask_for_admin(platform: Platform, gateway: httpx.Client) -> None:
+    for role in ("admin", "superuser", "ADMIN", "staff"):
+        name = unique("wannabe")
+        response = gateway.post(
+            "/api/auth/register/",
+            json={
+                "username": name,
+                "password": PASSWORD,
+                "email": f"{name}@example.com",
+                "role": role,
+            },
+        )
+        assert response.status_code == 400, response.text
+        assert "role" in response.json()
+        assert platform.query("auth", "SELECT count(*) FROM users WHERE username = %s", name) == [
+            (0,)
+        ]
+    passed("role: registration as admin")
+
+
+# --- query parameters -------------------------------------------------------------------------
+
+SQL_METACHARACTERS = [
+    "' OR '1'='1",
+    "1; DROP TABLE recipes; --",
+    '" OR 1=1 --',
+    "') OR ('a'='a",
+    "1 UNION SELECT password_hash FROM users --",
+    "%' AND pg_sleep(5) --",
+    "\\'; SELECT 1; --",
+    "!@#$%^&*()_+|:<>?~`",
+    "& | ! <-> :*",
+]
+LIST_PARAMETERS = [
+    "page",
+    "page_size",
+    "seller",
+    "min_rating",
+    "created_after",
+    "created_before",
+    "ordering",
+    "q",
+]
+
+
+@pytest.mark.parametrize("parameter", LIST_PARAMETERS)
+def test_sql_metacharacters_in_every_list_parameter(
+    parameter: str, platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    recipe_of(gateway, accounts["seller"])
+    total = gateway.get("/api/recipes/").json()["count"]
+    tables_before = platform.query("recipes", "SELECT count(*) FROM pg_tables")
+    for value in SQL_METACHARACTERS:
+        started = time.monotonic()
+        response = gateway.get("/api/recipes/", params={parameter: value})
+        assert response.status_code in (200, 400, 404, 422), (value, response.text)
+        assert time.monotonic() - started < 4.5, "pg_sleep ran"  # the injected sleep is 5 s
+        if response.status_code == 200:
+            body = response.json()
+            assert body["count"] <= total
+            assert "password" not in json.dumps(body["results"])
+    assert gateway.get("/api/recipes/").json()["count"] == total
+    assert platform.query("recipes", "SELECT count(*) FROM pg_tables") == tables_before
+    passed(f"sql: {parameter}")
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+def test_an_oversize_upload_is_refused_with_413(
+    platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    count = platform.query("recipes", "SELECT count(*) FROM recipes")
+    huge = small_jpeg() + b"\0" * (10 * 1024 * 1024 + 1)
+    response = gateway.post(
+        "/api/recipes/",
+        headers=accounts["seller"].headers,
+        data={"title": "Too big", "description": "x"},
+        files={"image": ("big.jpg", huge, "image/jpeg")},
+    )
+    assert response.status_code == 413, response.text
+    assert platform.query("recipes", "SELECT count(*) FROM recipes") == count
+    passed("upload: over 10 MB")
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "content_type"),
+    [
+        ("notes.jpg", b"just some text, not an image", "image/jpeg"),
+        ("script.jpg", b"<?php system($_GET['c']); ?>", "image/jpeg"),
+        ("page.html", b"<html><script>alert(1)</script></html>", "text/html"),
+    ],
+)
+def test_a_mistyped_upload_is_refused_with_415(
+    filename: str,
+    content: bytes,
+    content_type: str,
+    platform: Platform,
+    gateway: httpx.Client,
+    accounts: dict[str, Account],
+) -> None:
+    count = platform.query("recipes", "SELECT count(*) FROM recipes")
+    response = gateway.post(
+        "/api/recipes/",
+        headers=accounts["seller"].headers,
+        data={"title": "Not an image", "description": "x"},
+        files={"image": (filename, content, content_type)},
+    )
+    assert response.status_code == 415, response.text
+    assert platform.query("recipes", "SELECT count(*) FROM recipes") == count
+    passed(f"upload: {filename} ({content_type})")
+
+
+def processed(gateway: httpx.Client, recipe_id: int) -> dict[str, Any] | None:
+    body: dict[str, Any] = gateway.get(f"/api/recipes/{recipe_id}/").json()
+    return body if body["image_status"] in ("ready", "failed") else None
+
+
+TRAVERSING_NAMES = [
+    "../../../../../../tmp/evil_{tag}.jpg",
+    "..\\..\\..\\evil_{tag}.jpg",
+    "/etc/evil_{tag}.jpg",
+    "%2e%2e%2f%2e%2e%2fevil_{tag}.jpg",
+]
+
+
+def test_path_traversal_in_an_upload_name_stays_in_the_media_dir(
+    platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ids = []
+    for name in TRAVERSING_NAMES:
+        created = gateway.post(
+            "/api/recipes/",
+            headers=accounts["seller"].headers,
+            data={"title": "Traversal", "description": "x"},
+            files={"image": (name.format(tag=tag), small_jpeg(), "image/jpeg")},
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    for recipe_id in ids:
+        recipe = wait_for(
+            lambda r=recipe_id: processed(gateway, r),  # type: ignore[misc]
+            within=60,
+            what="the traversal uploads to be processed",
+        )
+        assert recipe["image_status"] == "ready", recipe
+        urls = [
+            recipe["resized_image_url"],
+            *(v["url"] for v in recipe.get("image_variants") or []),
+        ]
+        for url in urls:
+            assert ".." not in url and "evil" not in url and "%2e" not in url.lower(), url
+            assert httpx.get(url, timeout=10).status_code == 200
+    media = platform.running.var_dir / "media"
+    stored = [p for p in media.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(media.resolve()) for p in stored)
+    escaped = [
+        p
+        for p in (Path("/tmp"), Path("/etc"), platform.running.var_dir)
+        if list(p.glob(f"*evil_{tag}*"))
+    ]
+    assert not escaped, escaped
+    assert not [p for p in platform.running.var_dir.rglob(f"*{tag}*")]
+    passed("upload: traversal in the file name")
+
+
+MEDIA_ESCAPES = [
+    "/media/../auth/signing_key.pem",
+    "/media/..%2fauth%2fsigning_key.pem",
+    "/media/%2e%2e/auth/signing_key.pem",
+    "/media/%2e%2e%2fauth%2fsigning_key.pem",
+    "/media/..%5cauth%5csigning_key.pem",
+    "/media../auth/signing_key.pem",
+    "/media/....//auth/signing_key.pem",
+    "/media/recipes/../../auth/signing_key.pem",
+    "/media/%252e%252e/auth/signing_key.pem",
+    "/media//../auth/signing_key.pem",
+]
+
+
+@pytest.mark.parametrize("path", MEDIA_ESCAPES)
+def test_media_urls_do_not_escape_the_media_dir(path: str, platform: Platform) -> None:
+    key = (platform.running.var_dir / "auth" / "signing_key.pem").read_bytes()
+    status, body = raw_get(platform.gateway_url, path)
+    assert status in (400, 403, 404), (path, status)
+    assert b"PRIVATE KEY" not in body and key not in body
+    passed(f"media: {path}")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/images/1/1",
+        "/internal/images/1/1?expires=9999999999&signature=x",
+        "/api/recipes/internal/images/1/1",
+        "/api/recipes/../internal/images/1/1",
+        "/api/recipes/healthz",
+        "/api/recipes/metrics",
+        "/api/auth/metrics",
+        "/api/notifications/readyz",
+    ],
+)
+def test_internal_endpoints_are_not_reachable_through_the_gateway(
+    path: str, platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    status, body = raw_get(platform.gateway_url, path)
+    assert status == 404, (path, status, body[:200])
+    assert b"\xff\xd8" not in body and b"events_consumed_total" not in body
+    passed(f"internal: {path}")
+
+
+# --- sign-in throttling -----------------------------------------------------------------------
+
+
+def test_a_burst_of_sign_ins_hits_the_gateway_limit(gateway: httpx.Client) -> None:
+    name = unique("burst")
+    statuses = [
+        gateway.post("/api/auth/token/", json={"username": name, "password": "x"}).status_code
+        for _ in range(25)
+    ]
+    assert 429 in statuses, statuses
+    assert set(statuses) <= {401, 429}
+    time.sleep(2.5)  # let the gateway's bucket refill for the tests that follow
+    passed("throttle: the gateway's 5 r/s limit")
+
+
+def test_brute_force_on_one_account_is_throttled(platform: Platform, gateway: httpx.Client) -> None:
+    victim = register(gateway, "customer", prefix="victim")
+    outcomes = []
+    for attempt in range(12):
+        response = sign_in(gateway, victim.username, f"Wrong-Guess-{attempt}")
+        outcomes.append(response.status_code)
+        assert "access" not in response.text
+        time.sleep(0.25)  # under the gateway's rate: the service's own throttle must answer
+    assert outcomes[:10] == [401] * 10, outcomes
+    assert outcomes[10:] == [429, 429], outcomes
+    # Even the right password is refused while throttled: no token for the attacker.
+    right = sign_in(gateway, victim.username, PASSWORD)
+    assert right.status_code == 429, right.text
+    assert "access" not in right.text and int(right.headers["Retry-After"]) > 0
+    passed("throttle: 10 failures per username")
+
+
+def test_a_forged_forwarded_for_does_not_choose_the_throttle_key(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    name = unique("spoof")
+    forged = "203.0.113.77"
+    response = gateway.post(
+        "/api/auth/token/",
+        json={"username": name, "password": "Wrong-Guess"},
+        headers={"X-Forwarded-For": forged},
+    )
+    assert response.status_code == 401
+    keys = platform.query("auth", "SELECT key FROM login_failures WHERE scope = 'address'")
+    assert (forged,) not in keys, "the client chose its own throttle address"
+
+
+# --- CSV and mail header injection ------------------------------------------------------------
+
+FORMULA_USERNAMES = ["-2+3+cmd", "+1+1", "@SUM", "-HYPERLINK"]
+
+
+def test_csv_injection_through_the_username_is_neutralised(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    names = [f"{prefix}{tag}" for prefix in FORMULA_USERNAMES]
+    ids = {}
+    for name in names:
+        created = gateway.post(
+            "/api/auth/register/",
+            json={
+                "username": name,
+                "password": PASSWORD,
+                "email": f"u{uuid.uuid4().hex[:8]}@example.com",
+            },
+        )
+        assert created.status_code == 201, created.text
+        ids[created.json()["id"]] = name
+    wait_for(
+        lambda: (
+            len(
+                platform.query(
+                    "backup", "SELECT user_id FROM users WHERE user_id = ANY(%s)", list(ids)
+                )
+            )
+            == len(ids)
+        ),
+        within=60,
+        what="the backup's copy of the users",
+    )
+    run = platform.running.run("backup", "run-now")
+    assert run.returncode == 0, run.stderr
+    exports = sorted(platform.running.backup_dir.glob("users_*.csv"))
+    with exports[-1].open(newline="", encoding="utf-8") as file:
+        rows = {row["ID"]: row for row in csv.DictReader(file)}
+    for user_id, name in ids.items():
+        cell = rows[str(user_id)]["Username"]
+        assert cell == "'" + name, cell
+    for row in rows.values():
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    passed("injection: CSV formula in the username")
+
+
+HEADER_INJECTIONS = [
+    ("x\r\nBcc: attacker@evil.example", "username"),
+    ("x\nBcc: attacker@evil.example", "username"),
+    ("ok{tag}@example.com\r\nBcc: attacker@evil.example", "email"),
+    ("ok{tag}@example.com\nCc: attacker@evil.example", "email"),
+]
+
+
+def test_mail_header_injection_through_user_fields(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    for value, fieldname in HEADER_INJECTIONS:
+        body = {"username": unique("mail"), "password": PASSWORD, "email": f"m{tag}@example.com"}
+        body[fieldname] = value.format(tag=tag)
+        response = gateway.post("/api/auth/register/", json=body)
+        assert response.status_code == 400, response.text
+        assert fieldname in response.json()
+    assert platform.query("auth", "SELECT count(*) FROM users WHERE email LIKE %s", f"%{tag}%") == [
+        (0,)
+    ]
+    # A valid username that looks like an address must stay a display name, not a recipient.
+    name = f"attacker{tag}@evil.example"
+    address = f"victim{tag}@example.com"
+    created = gateway.post(
+        "/api/auth/register/", json={"username": name, "password": PASSWORD, "email": address}
+    )
+    assert created.status_code == 201, created.text
+    mail_file = wait_for(
+        lambda: next(platform.running.mail_dir.glob(f"welcome.{created.json()['id']}_*.eml"), None),
+        within=60,
+        what="the welcome mail",
+    )
+    message = email.message_from_bytes(mail_file.read_bytes())
+    recipients = getaddresses(
+        message.get_all("To", []) + message.get_all("Cc", []) + message.get_all("Bcc", [])
+    )
+    assert [addr for _, addr in recipients] == [address], recipients
+    assert "evil.example" not in str(message.get("From")), message.get("From")
+    passed("injection: mail headers through username and email")
