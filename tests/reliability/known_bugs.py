@@ -20,21 +20,22 @@ FORWARDED_FOR_SPOOFS_THROTTLE = (
     "test_security.py::test_a_forged_forwarded_for_does_not_choose_the_throttle_key"
 )
 UPSTREAM_RESET_AFTER_500 = (
-    "OPEN (latent, no test: no request answers 500 any more) - services behind the gateway: "
-    "after an unhandled error (500) uvicorn drops the keep-alive connection (Starlette's "
-    "ServerErrorMiddleware re-raises; 'Exception in ASGI application'), nginx reuses that "
-    "pooled upstream connection for the NEXT request, possibly another client's, and answers it "
-    "502 when it is not idempotent: GET /api/recipes/9999999999/ (500 at the time) then POST "
-    "/api/recipes/1/rate/ gave 502 in 46 of 50 tries"
+    "FIXED - services behind the gateway: after an unhandled error (500) uvicorn dropped the "
+    "keep-alive connection (Starlette's ServerErrorMiddleware answers, then re-raises), nginx "
+    "reused that pooled upstream connection for the NEXT request, possibly another client's, and "
+    "answered it 502 when it was not idempotent: GET /api/recipes/9999999999/ (500 at the time) "
+    "then POST /api/recipes/1/rate/ gave 502 in 46 of 50 tries; servicekit's request middleware "
+    "now answers the 500 itself; regression test "
+    "libs/servicekit/tests/unit/test_unhandled_errors.py"
 )
 READINESS_IGNORES_LOST_BROKER = (
-    "OPEN (non-strict xfail; the servicekit fix made it rarer) - servicekit health: /readyz "
-    "stays 200 while a process has lost its broker connection once the connection has been "
-    "dropped while busy: after the connection-drop load scenario (two drops under load), the "
-    "next drop of every connection of the vhost was seen by no process at all (every /readyz "
-    "200 while the management API listed 0 connections), though the same test run alone sees "
-    "all 8 processes go 503 on each of 3 drops: "
-    "test_faults.py::test_readiness_reports_every_lost_broker_connection"
+    "NOT A BUG (test fixed) - servicekit health: after busy reconnects, a drop of every "
+    "connection of the vhost was sometimes seen by no /readyz probe. The robust connection "
+    "reconnects within milliseconds, before a sequential probe reaches the process, and the "
+    "management API lists connections with a delay of seconds (it said 0 while they were back). "
+    "A probe cannot see an outage shorter than its interval; the test now makes the broker "
+    "refuse the reconnections until it lets them back, and every process must answer 503 for "
+    "exactly that time: test_faults.py::test_readiness_reports_a_broker_outage_while_it_lasts"
 )
 
 #: Every finding, in the report's order.

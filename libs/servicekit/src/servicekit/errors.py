@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, RootModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,43 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status_code = 409
     code = "conflict"
+
+
+class ErrorBody(BaseModel):
+    """Every error's body but a 400's: ``detail`` for people, ``code`` for programs."""
+
+    detail: str
+    code: str
+
+
+class InvalidInput(RootModel[dict[str, str | list[str]]]):
+    """A 400's body: a list of messages per invalid field (the original backend's shape), with
+    ``detail`` and ``code`` beside them where the service adds them."""
+
+
+#: What each documented error status means to a client, for the OpenAPI schemas.
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input: a list of messages per invalid field.",
+    401: "No valid access token (missing, malformed, expired or forged).",
+    403: "Signed in, but this role or user may not do this.",
+    404: "No such resource.",
+    409: "Conflicts with the current state (for example a taken username).",
+    413: "The request body is too large.",
+    415: "Unsupported media type.",
+    429: "Too many requests (the service's or the gateway's limit); see `Retry-After`.",
+    503: "A dependency (the database) is unavailable; retry after `Retry-After` seconds.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the error statuses it can answer, each with the error body."""
+    return {
+        status: {
+            "model": InvalidInput if status == 400 else ErrorBody,
+            "description": ERROR_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
 
 
 def error_body(detail: Any, code: str) -> dict[str, Any]:

@@ -1,24 +1,36 @@
 """What every service's FastAPI app gets: errors, request ids, HTTP metrics, health routes."""
 
+import logging
 import time
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.errors import install_error_handlers
+from servicekit.errors import (
+    ERROR_DESCRIPTIONS,
+    ErrorBody,
+    InvalidInput,
+    error_body,
+    install_error_handlers,
+)
 from servicekit.health import router as health_router
 from servicekit.logs import request_id_var as request_id_var
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from servicekit.tracing import TRACER, extract_context
 
+logger = logging.getLogger(__name__)
+
 REQUEST_ID_HEADER = "x-request-id"
 #: Probes and scrapes: no span for them, they would bury the requests worth tracing.
+COMPONENTS = "#/components/schemas/"
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -72,11 +84,13 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
@@ -84,6 +98,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if response_started:
+                raise  # nothing sensible can follow a started response; let the server close it
+            await _answer_unhandled_error(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
             route = scope.get("route")
@@ -92,6 +110,18 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
             if span is not None:
                 _describe_span(span, scope["method"], path, status)
+
+
+async def _answer_unhandled_error(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a bug with the JSON 500 here instead of letting the exception reach the server.
+
+    Starlette's outermost middleware would answer it too, but then re-raises, and uvicorn closes
+    the keep-alive connection: a gateway reusing that upstream connection hands the *next*
+    client a 502. Handled here, the connection stays usable and only the failing request fails.
+    """
+    logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+    response = JSONResponse(error_body("Internal server error.", "internal_error"), 500)
+    await response(scope, receive, send)
 
 
 def _describe_span(span: Span, method: str, route: str, status: int) -> None:
@@ -103,8 +133,52 @@ def _describe_span(span: Span, method: str, route: str, status: int) -> None:
         span.set_status(StatusCode.ERROR)
 
 
+def document_errors_as_answered(app: FastAPI) -> None:
+    """Make the OpenAPI schema say what the service answers on errors.
+
+    FastAPI documents a 422 with its own body on every route with parameters; this platform
+    answers invalid input with a 400 (the original backend's shape, see ``errors``), and every
+    route that reaches the database may answer 503 while it is unavailable. Clients and the
+    fuzzing suite read these schemas, so they must match what is sent.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for model in (ErrorBody, InvalidInput):
+            components.setdefault(
+                model.__name__, model.model_json_schema(ref_template=f"{COMPONENTS}{{model}}")
+            )
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                _document_errors(operation["responses"])
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_errors(responses: dict[str, Any]) -> None:
+    if responses.pop("422", None) is not None:
+        responses.setdefault("400", _documented(400, InvalidInput))
+    responses.setdefault("503", _documented(503, ErrorBody))
+
+
+def _documented(status: int, model: type[BaseModel]) -> dict[str, Any]:
+    schema = {"$ref": COMPONENTS + model.__name__}
+    return {
+        "description": ERROR_DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
 def install_http_basics(app: FastAPI) -> None:
     """Error handlers, request-id and metrics middleware, ``/healthz`` ``/readyz`` ``/metrics``."""
     install_error_handlers(app)
+    document_errors_as_answered(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

@@ -144,14 +144,24 @@ class VhostAdmin:
         self._amqp_url = infrastructure.amqp_url
 
     def create(self, vhost: str) -> str:
-        name = quote(vhost, safe="")
         with httpx.Client(auth=self._auth, timeout=10) as client:
-            client.put(f"{self._base}/vhosts/{name}").raise_for_status()
-            client.put(
-                f"{self._base}/permissions/{name}/{self._user}",
-                json={"configure": ".*", "write": ".*", "read": ".*"},
-            ).raise_for_status()
+            client.put(f"{self._base}/vhosts/{quote(vhost, safe='')}").raise_for_status()
+        self.grant_access(vhost)
         return with_vhost(self._amqp_url, vhost)
+
+    def grant_access(self, vhost: str) -> None:
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            client.put(
+                self._permissions(vhost), json={"configure": ".*", "write": ".*", "read": ".*"}
+            ).raise_for_status()
+
+    def revoke_access(self, vhost: str) -> None:
+        """Refuse the user's next connections to ``vhost``: an outage that lasts until granted."""
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            client.delete(self._permissions(vhost)).raise_for_status()
+
+    def _permissions(self, vhost: str) -> str:
+        return f"{self._base}/permissions/{quote(vhost, safe='')}/{quote(self._user, safe='')}"
 
     def delete(self, vhost: str) -> None:
         with httpx.Client(auth=self._auth, timeout=10) as client:

@@ -24,7 +24,7 @@ from auth.schemas import (
 from auth.service import FieldErrors
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle, client_address
-from servicekit.errors import field_errors
+from servicekit.errors import error_responses, field_errors
 from servicekit.tokens import CurrentPrincipal
 
 PREFIX = "/api/auth"
@@ -91,7 +91,13 @@ def _user_out(user: Any) -> UserOut:
     return UserOut(id=user.id, username=user.username, email=user.email, role=user.role)
 
 
-@_routes("/register/", methods=["POST"], status_code=201, response_model=UserOut)
+@_routes(
+    "/register/",
+    methods=["POST"],
+    status_code=201,
+    response_model=UserOut,
+    responses=error_responses(400),
+)
 async def register(body: RegisterRequest, session: SessionDep, auth: Components) -> UserOut:
     user = await service.register(
         session=session,
@@ -104,7 +110,9 @@ async def register(body: RegisterRequest, session: SessionDep, auth: Components)
     return _user_out(user)
 
 
-@_routes("/token/", methods=["POST"], response_model=TokenPair)
+@_routes(
+    "/token/", methods=["POST"], response_model=TokenPair, responses=error_responses(400, 401, 429)
+)
 async def obtain_token(
     body: TokenRequest, request: Request, session: SessionDep, auth: Components
 ) -> TokenPair:
@@ -120,24 +128,35 @@ async def obtain_token(
     return TokenPair(access=access, refresh=refresh)
 
 
-@_routes("/token/refresh/", methods=["POST"], response_model=TokenPair)
+@_routes(
+    "/token/refresh/",
+    methods=["POST"],
+    response_model=TokenPair,
+    responses=error_responses(400, 401, 429),
+)
 async def refresh_token(body: RefreshRequest, session: SessionDep, auth: Components) -> TokenPair:
     access, refresh = await signin.rotate(session=session, issuer=auth.issuer, token=body.refresh)
     return TokenPair(access=access, refresh=refresh)
 
 
-@_routes("/logout/", methods=["POST"], status_code=204, response_class=Response)
+@_routes(
+    "/logout/",
+    methods=["POST"],
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401),
+)
 async def logout(body: RefreshRequest, session: SessionDep, auth: Components) -> Response:
     await signin.sign_out(session=session, issuer=auth.issuer, token=body.refresh)
     return Response(status_code=204)
 
 
-@_routes("/me/", methods=["GET"], response_model=UserOut)
+@_routes("/me/", methods=["GET"], response_model=UserOut, responses=error_responses(401))
 async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
     return _user_out(await service.get_active_user(session, principal.user_id))
 
 
-@_routes("/me/", methods=["PATCH"], response_model=UserOut)
+@_routes("/me/", methods=["PATCH"], response_model=UserOut, responses=error_responses(400, 401))
 async def update_me(
     body: UpdateMeRequest, principal: CurrentPrincipal, session: SessionDep, auth: Components
 ) -> UserOut:
@@ -152,7 +171,13 @@ async def update_me(
     return _user_out(user)
 
 
-@_routes("/me/", methods=["DELETE"], status_code=204, response_class=Response)
+@_routes(
+    "/me/",
+    methods=["DELETE"],
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401),
+)
 async def delete_me(principal: CurrentPrincipal, session: SessionDep) -> Response:
     await service.delete_me(session=session, user_id=principal.user_id)
     return Response(status_code=204)

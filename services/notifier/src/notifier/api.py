@@ -10,7 +10,7 @@ from notifier.db import SessionDep
 from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
 from notifier.settings import Settings
 from notifier.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
-from servicekit.errors import ApiError
+from servicekit.errors import ApiError, error_responses
 from servicekit.tokens import CurrentPrincipal
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
@@ -21,7 +21,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-@router.get("/preferences/", response_model=PreferencesOut)
+@router.get("/preferences/", response_model=PreferencesOut, responses=error_responses(401))
 async def read_preferences(
     request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> PreferencesOut:
@@ -30,7 +30,7 @@ async def read_preferences(
     )
 
 
-@router.put("/preferences/", response_model=PreferencesOut)
+@router.put("/preferences/", response_model=PreferencesOut, responses=error_responses(400, 401))
 async def change_preferences(
     request: Request, body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal
 ) -> PreferencesOut:
@@ -42,7 +42,7 @@ async def change_preferences(
     )
 
 
-@router.post("/unsubscribe/", response_model=UnsubscribeOut)
+@router.post("/unsubscribe/", response_model=UnsubscribeOut, responses=error_responses(400))
 async def unsubscribe(
     request: Request,
     session: SessionDep,
