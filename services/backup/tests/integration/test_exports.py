@@ -1,18 +1,23 @@
 import csv
+import io
 import json
 import stat
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.abc import Buffer
 
 from backup.csvfile import (
+    FORMULA_PREFIXES,
     HEADER,
+    SCHEMA_VERSION,
     csv_lines,
     format_timestamp,
     manifest_path,
@@ -21,7 +26,7 @@ from backup.csvfile import (
     strip_neutralising_prefix,
 )
 from backup.db import SessionMaker, libpq_url
-from backup.exports import Exporter, ExportError, RowSource, copy_users
+from backup.exports import Exporter, ExportError, RowSource, copy_users, neutralised
 from backup.main import main
 from backup.metrics import ROWS_EXPORTED, RUNS
 from backup.service import apply_user_deletion, apply_user_snapshot
@@ -108,9 +113,73 @@ async def test_export_neutralises_formulas_and_round_trips(
         ]
     assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
     manifest = read_manifest(result.path)
-    assert (manifest.rows, manifest.slot, manifest.schema_version) == (len(users), SUNDAY, 1)
+    assert (manifest.rows, manifest.slot, manifest.schema_version) == (
+        len(users),
+        SUNDAY,
+        SCHEMA_VERSION,
+    )
     assert manifest.newest_updated_at == max(u.updated_at for u in users)
     assert ROWS_EXPORTED._value.get() == len(users)
+
+
+#: First characters around the SQL's shortcut (any code above the highest prefix, "@" = 64).
+FORMULA_EDGE_CASES = [
+    *FORMULA_PREFIXES,
+    "",
+    "=1+1",
+    "@",
+    "A",
+    "?x",
+    "0",
+    " =x",
+    "'=already quoted",
+    "\x01x",
+    "\nx",
+    "é=",
+    "用户",
+    "\uff1d1",  # fullwidth "=": not a prefix, like in Python
+    "x=1",
+]
+
+
+def test_sql_neutralising_matches_python_for_every_first_character(clean_database: str) -> None:
+    query = sql.SQL(
+        "SELECT {} FROM unnest(%s::text[]) WITH ORDINALITY AS v(value, n) ORDER BY n"
+    ).format(neutralised("value"))
+    with psycopg.connect(libpq_url(clean_database)) as conn:
+        exported = [row[0] for row in conn.execute(query, (FORMULA_EDGE_CASES,))]
+    # '' comes back as NULL on purpose: COPY then writes an empty field, as csv.writer does.
+    assert exported == [neutralise(value) or None for value in FORMULA_EDGE_CASES]
+
+
+MOMENTS = [
+    SUNDAY,
+    SUNDAY.replace(microsecond=120_000),
+    SUNDAY.replace(microsecond=123_456),
+    SUNDAY.replace(microsecond=1),
+    datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+    datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Paris")),
+    datetime(2026, 1, 5, 9, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+]
+
+
+async def test_timestamps_are_utc_whatever_the_session_settings(
+    session_maker: SessionMaker, clean_database: str
+) -> None:
+    await store(
+        session_maker,
+        *(registered(n, f"u{n}", date_joined=m, updated_at=m) for n, m in enumerate(MOMENTS, 1)),
+    )
+    with psycopg.connect(libpq_url(clean_database)) as conn:
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute("SET TimeZone = 'America/St_Johns'")  # -03:30
+        with conn.transaction():
+            exported = b"".join(copy_users(conn))
+    rows = list(csv.reader(io.StringIO(exported.decode(), newline="")))
+    assert [(row[3], row[5]) for row in rows] == [(format_timestamp(m),) * 2 for m in MOMENTS]
+    assert [datetime.fromisoformat(row[3]) for row in rows] == MOMENTS
+    assert rows[0][3] == "2026-11-22 02:00:00+00:00"
+    assert rows[1][3] == "2026-11-22 02:00:00.12+00:00"
 
 
 async def test_deleted_users_leave_the_export(
@@ -158,7 +227,7 @@ async def test_concurrent_exports_of_one_slot_write_it_once(
 
 def crashing_source(backup_dir: Path, seen_partial: list[Path]) -> RowSource:
     def source(conn: psycopg.Connection[Any]) -> Generator[Buffer, None, None]:
-        for count, chunk in enumerate(copy_users(conn), start=1):
+        for count, chunk in enumerate(copy_users(conn, block_bytes=1), start=1):
             yield chunk
             if count == 3:
                 seen_partial.extend(backup_dir.glob(".users_*.tmp"))
@@ -179,7 +248,6 @@ async def test_crash_mid_stream_leaves_no_file_under_the_final_name(
         backup_dir,
         keep_last=8,
         source=crashing_source(backup_dir, partial),
-        buffer_bytes=1,  # write every row at once, so the crash really is mid-file
     )
 
     with pytest.raises(ConnectionError):
@@ -198,7 +266,7 @@ async def test_a_short_stream_is_never_renamed(
     await store(session_maker, registered(1, "ann"), registered(2, "bob"))
 
     def first_row_only(conn: psycopg.Connection[Any]) -> Generator[Buffer, None, None]:
-        rows = copy_users(conn)
+        rows = copy_users(conn, block_bytes=1)  # a block per row
         yield next(rows)
         rows.close()
 

@@ -2,7 +2,7 @@ import csv
 import io
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from backup.csvfile import (
     Manifest,
     VerificationError,
     csv_lines,
+    format_timestamp,
     manifest_path,
     neutralise,
     strip_neutralising_prefix,
@@ -139,3 +140,21 @@ def test_verify_without_manifest_fails_clearly(tmp_path: Path) -> None:
     manifest_path(path).unlink()
     with pytest.raises(VerificationError, match="manifest missing"):
         verify_export(path)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (SLOT, "2026-11-22 02:00:00+00:00"),
+        (SLOT.replace(microsecond=120_000), "2026-11-22 02:00:00.12+00:00"),
+        (SLOT.replace(microsecond=123_456), "2026-11-22 02:00:00.123456+00:00"),
+        (SLOT.replace(microsecond=1), "2026-11-22 02:00:00.000001+00:00"),
+        (
+            datetime(2026, 11, 22, 3, 0, tzinfo=timezone(timedelta(hours=1))),
+            "2026-11-22 02:00:00+00:00",
+        ),
+    ],
+)
+def test_timestamps_are_utc_in_postgresql_spelling(moment: datetime, expected: str) -> None:
+    assert format_timestamp(moment) == expected
+    assert datetime.fromisoformat(expected) == moment
