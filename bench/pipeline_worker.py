@@ -3,8 +3,8 @@
     python bench/pipeline_worker.py relay|consume DATABASE_URL AMQP_URL
 
 ``relay`` is what an API process runs (servicekit's OutboxRelay through Messaging);
-``consume`` is a worker: servicekit's Consumer (inbox, retries, dead letters) whose handler
-records, in the inbox's own transaction, how long after its commit each event arrived.
+``consume`` is a worker: servicekit's Consumer (inbox, retries, dead letters, batches) whose
+handler records, in the inbox's own transaction, how long after its commit each event arrived.
 Both run until SIGTERM.
 """
 
@@ -21,6 +21,10 @@ from servicekit.db import create_engine, create_session_maker
 from servicekit.runtime import Messaging
 
 QUEUE = "bench.events"
+#: A database-only handler, as a service that opts into batches would configure its consumer:
+#: up to BATCH_SIZE events a transaction, PREFETCH // BATCH_SIZE transactions at once.
+PREFETCH = 200
+BATCH_SIZE = 50
 RECEIVED_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_received (
     event_id uuid PRIMARY KEY,
@@ -43,7 +47,13 @@ async def main(mode: str, database_url: str, amqp_url: str) -> None:
     session_maker = create_session_maker(engine)
     consumers = []
     if mode == "consume":
-        consumer = Consumer(queue=QUEUE, producer="bench", session_maker=session_maker)
+        consumer = Consumer(
+            queue=QUEUE,
+            producer="bench",
+            session_maker=session_maker,
+            prefetch=PREFETCH,
+            batch_size=BATCH_SIZE,
+        )
         consumer.on(RatingAdded, record_arrival)
         consumers.append(consumer)
     messaging = Messaging(
