@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageDraw
 
 RED = (220, 20, 20)
 BLUE = (20, 20, 220)
@@ -31,6 +31,26 @@ def noisy(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
     """Noise compresses badly, so a truncated file really is missing pixels."""
     pixels = random.Random(size[0] * size[1]).randbytes(size[0] * size[1] * 3)
     return Image.frombytes("RGB", size, pixels).convert(mode)
+
+
+def photo_like(size: tuple[int, int]) -> Image.Image:
+    """Smooth shading, hard-edged shapes and fine grain: where resampling differences show."""
+    shading = Image.merge(
+        "RGB",
+        (
+            Image.linear_gradient("L").resize(size),
+            Image.radial_gradient("L").resize(size),
+            Image.linear_gradient("L").rotate(90).resize(size),
+        ),
+    )
+    draw = ImageDraw.Draw(shading)
+    width, height = size
+    for n in range(12):
+        left, top = width * n // 13, height * ((n * 5) % 12) // 13
+        box = (left, top, left + width // 9, top + height // 9)
+        draw.ellipse(box, fill=RED if n % 2 else BLUE, outline=(255, 255, 255), width=3)
+    grain = Image.effect_noise(size, 40).convert("RGB")
+    return Image.blend(shading, grain, 0.1)
 
 
 def halves(

@@ -17,7 +17,8 @@ so a poison message takes the normal retry and dead-letter path and the others c
 The default, 1, keeps one transaction per message and ``prefetch`` handlers running side by
 side: batching suits short database-only handlers; a handler that does slow I/O (rendering,
 uploads) would run one after another in a batch, and its work would be redone if a batch-mate
-failed, so a service opts in per consumer.
+failed. Services pass their ``consumer_batch_size`` setting (16 unless a service says otherwise;
+media, whose handlers render and upload, keeps 1).
 """
 
 import asyncio

@@ -29,6 +29,11 @@ class ServiceSettings(BaseSettings):
         default=20, ge=1, description="deliveries without ack before the broker dead-letters"
     )
     prefetch: int = Field(default=32, ge=1, description="events handled at once per consumer")
+    consumer_batch_size: int = Field(
+        default=16,
+        ge=1,
+        description="most events a consumer commits in one transaction (1 for slow handlers)",
+    )
     outbox_poll_interval: float = Field(
         default=1.0, gt=0, description="seconds between outbox polls (NOTIFY wakes it sooner)"
     )

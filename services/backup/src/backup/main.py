@@ -60,6 +60,7 @@ def build_consumer(settings: Settings, session_maker: SessionMaker) -> Consumer:
         session_maker=session_maker,
         retry_policy=settings.retry_policy,
         prefetch=settings.prefetch,
+        batch_size=settings.consumer_batch_size,
     )
     register_handlers(consumer, build_exporter(settings))
     return consumer

@@ -71,6 +71,7 @@ def build_consumer(
         session_maker=session_maker,
         retry_policy=settings.retry_policy,
         prefetch=settings.prefetch,
+        batch_size=settings.consumer_batch_size,
     )
     register_handlers(consumer, pipeline)
     return consumer
@@ -91,6 +92,7 @@ async def run(settings: Settings) -> None:
     )
     readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:
+        await pipeline.renderer.start()
         await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
     finally:
         pipeline.renderer.close()

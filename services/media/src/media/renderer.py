@@ -1,9 +1,13 @@
 """Running the CPU work in worker processes, off the event loop and on every core.
 
 Processes are spawned (not forked) so they never inherit the event loop, sockets or locks of
-the worker. A process that dies (killed for memory, a crash in a codec) breaks the pool: the
-pool is replaced and the job raises, so the event is retried and, if the image keeps killing
-processes, dead-lettered.
+the worker. ``start`` spawns and warms every one of them before the first image: the executor
+would otherwise spawn them one at a time as images overlap, and each spawn (a Python start,
+Pillow's codecs) would land in the latency of a burst's first images.
+
+A process that dies (killed for memory, a crash in a codec) breaks the pool: the pool is
+replaced and the job raises, so the event is retried and, if the image keeps killing processes,
+dead-lettered.
 """
 
 import asyncio
@@ -14,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
-from media.imaging import RenderedImage, configure_pillow, render_variants
+from media.imaging import RenderedImage, configure_pillow, render_variants, warm_up
 
 #: What runs in a worker process; a module-level function, since it is pickled by name.
 RenderFunction = Callable[..., RenderedImage]
@@ -56,6 +60,24 @@ class Renderer:
                 initargs=(self._max_pixels,),
             )
         return self._pool
+
+    async def start(self) -> None:
+        """Spawn every worker process now and have each load its codecs."""
+        pool = self._executor()
+        loop = asyncio.get_running_loop()
+        # The executor spawns a process for each job submitted while none is idle, so one job
+        # per worker submitted at once starts them all.
+        async with asyncio.timeout(self._timeout):
+            await asyncio.gather(
+                *(loop.run_in_executor(pool, warm_up) for _ in range(self._workers))
+            )
+
+    @property
+    def processes(self) -> int:
+        """Worker processes alive (none before ``start`` or the first image)."""
+        if self._pool is None:
+            return 0
+        return sum(process.is_alive() for process in self._pool._processes.values())
 
     async def render(self, data: bytes) -> RenderedImage:
         """Validate and render in a worker process; raises ImageRejected or RendererCrashed."""

@@ -23,6 +23,8 @@ class Settings(ServiceSettings):
     health_port: int = 9004
     #: Images in flight at once; the CPU work queues for ``workers`` processes anyway.
     prefetch: int = Field(default=4, ge=1)
+    #: One image per transaction: a batch would render its images one after another.
+    consumer_batch_size: int = Field(default=1, ge=1)
     data_dir: str = "var/media"
 
     #: The only origin originals are fetched from, whatever URL a message carries.

@@ -1,20 +1,23 @@
 import io
+import math
 
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageChops, ImageStat
 
 from media.errors import ImageRejected
 from media.imaging import (
     RenderedImage,
     RenderedVariant,
     draft_size,
+    exif_orientation,
     fit_within,
     oriented_size,
     render_variants,
+    resize_all,
     webp_widths,
 )
 
-from ..corpus import BLUE, RED, Sample, alpha_png, encode, hostile_corpus, noisy
+from ..corpus import BLUE, RED, Sample, alpha_png, encode, hostile_corpus, noisy, photo_like
 
 MAX_PIXELS = 40_000_000
 
@@ -182,7 +185,7 @@ def test_large_jpeg_is_decoded_at_the_smallest_size_serving_every_variant(
         exif[ExifTags.Base.Orientation] = orientation
     data = encode(noisy(stored), "JPEG", quality=70, exif=exif)
     image = Image.open(io.BytesIO(data))
-    width, _ = oriented_size(image)
+    width, _ = oriented_size(image, exif_orientation(image))
     image.draft(None, draft_size(image, width))
     assert image.size == decoded_size
     rendered = render_variants(data, max_pixels=MAX_PIXELS)
@@ -199,3 +202,39 @@ def test_embedded_colour_profile_is_applied_then_dropped() -> None:
         image = decoded(variant(render_variants(data, max_pixels=MAX_PIXELS), "resized"))
         assert "icc_profile" not in image.info
         assert close_to(image.getpixel((150, 100)), BLUE, tolerance=12)
+
+
+def psnr(image: Image.Image, reference: Image.Image) -> float:
+    rms = ImageStat.Stat(ImageChops.difference(image, reference)).rms
+    mse = sum(r * r for r in rms) / len(rms)
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+LANCZOS = Image.Resampling.LANCZOS
+WEBP_SIZES = [(1600, 1200), (800, 600), (400, 300), (200, 150)]
+
+
+def test_each_size_is_resized_once_from_a_variant_at_least_twice_as_large() -> None:
+    image = photo_like((2000, 1500))
+    resized = resize_all(image, [(800, 600), *WEBP_SIZES, (1000, 750)])
+    assert sorted(resized) == sorted([*WEBP_SIZES, (1000, 750)])
+    # 1600 and 1000 have nothing twice their size but the original; 800 has the 1600 (not the
+    # 1000, under 2x), and each smaller one the next larger.
+    assert resized[(1000, 750)] == image.resize((1000, 750), LANCZOS, reducing_gap=3.0)
+    sources = {(800, 600): (1600, 1200), (400, 300): (800, 600), (200, 150): (400, 300)}
+    for size, source in sources.items():
+        assert resized[size] == resized[source].resize(size, LANCZOS, reducing_gap=3.0)
+
+
+def test_chained_resizes_look_like_resizing_from_the_original() -> None:
+    image = photo_like((3200, 2400))
+    resized = resize_all(image, WEBP_SIZES)
+    for size in WEBP_SIZES:
+        assert psnr(resized[size], image.resize(size, LANCZOS)) > 45
+
+
+def test_the_resized_jpeg_and_the_webp_of_its_size_share_their_pixels() -> None:
+    rendered = render_variants(encode(photo_like((1600, 1200)), "JPEG"), max_pixels=MAX_PIXELS)
+    jpeg, webp = decoded(variant(rendered, "resized")), decoded(variant(rendered, "w800"))
+    assert jpeg.size == webp.size == (800, 600)
+    assert psnr(jpeg, webp) > 35  # only the two codecs' losses differ

@@ -29,6 +29,20 @@ async def test_renders_in_worker_processes() -> None:
         renderer.close()
 
 
+async def test_start_spawns_every_worker_process_before_the_first_image() -> None:
+    renderer = Renderer(workers=2, max_pixels=10**6)
+    try:
+        assert renderer.processes == 0
+        await renderer.start()
+        assert renderer.processes == 2
+        rendered = await renderer.render(gps_jpeg())
+        assert rendered.source_width == 320
+        assert renderer.processes == 2
+    finally:
+        renderer.close()
+    assert renderer.processes == 0
+
+
 async def test_a_dead_worker_process_is_transient_and_the_pool_recovers() -> None:
     renderer = Renderer(workers=1, max_pixels=10**6, render=die_on_first_byte_x)
     try:
