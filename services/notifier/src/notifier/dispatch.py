@@ -1,30 +1,35 @@
-"""Sending planned mail at most once: claim, compose, send, record.
+"""Sending planned mail at most once: claim a batch, compose, send, record the batch.
 
-Each of ``smtp_connections`` workers claims one pending delivery at a time, moving it to
-``sending`` in its own committed transaction *before* the mail goes out (``FOR UPDATE SKIP
-LOCKED``, so replicas and workers never claim the same row), then records ``sent``, ``skipped``
-or ``failed``, or puts it back to ``pending`` after a temporary failure. A worker that is
-cancelled (SIGTERM) finishes the mail in hand and claims no more; rows still pending are sent by
-the next run.
+A dispatcher runs ``dispatch_concurrency`` batch loops, so that while one claims, composes or
+records, another keeps the SMTP connections busy. A loop claims up to ``dispatch_batch``
+pending deliveries at a time, moving them to ``sending`` in one committed transaction *before*
+any of their mail goes out (``FOR UPDATE SKIP LOCKED``, so replicas and loops never claim the
+same row), composes them, sends them over ``smtp_connections`` lanes (one reused SMTP connection
+each), then records every ``sent``, ``skipped`` or ``failed`` of the batch in one transaction,
+or puts a row back to ``pending`` after a temporary failure. A dispatcher that is cancelled
+(SIGTERM) finishes the mails in flight, puts its batches' unsent rows back to ``pending`` and
+claims no more.
 
-A row found ``sending`` longer than ``sending_timeout`` belonged to a worker that died between
-claim and record: whether its mail went out is unknown. For mail we prefer at-most-once, so such
-a row is marked failed (``interrupted``) and not resent, unless ``resend_interrupted`` is set.
-At most ``smtp_connections`` mails per crashed worker are in that state.
+A row found ``sending`` longer than ``sending_timeout`` belonged to a dispatcher that died
+between claim and record: whether its mail went out is unknown. For mail we prefer
+at-most-once, so such a row is marked failed (``interrupted``) and not resent, unless
+``resend_interrupted`` is set. At most ``dispatch_batch`` times ``dispatch_concurrency`` mails
+per crashed dispatcher are in that state: the price of two transactions per batch instead of
+two per mail.
 
 A 4xx for one recipient puts its row back with a delay (``send_retry_delay`` times the
 attempt) until ``send_attempts`` are used up; a server that cannot be reached uses up no
-attempt: the round stops and the next one (``dispatch_interval`` later) tries again. A 5xx
-marks the address bouncing: no further digests go to it until the user's address changes.
+attempt: the batch's unsent rows go back to pending, the round stops and the next one
+(``dispatch_interval`` later) tries again. A 5xx marks the address bouncing: no further digests
+go to it until the user's address changes.
 """
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,7 +39,9 @@ from sqlmodel import col
 from notifier.content import DigestMaterial
 from notifier.mail import InvalidAddress, MailComposer, MailRecipient
 from notifier.metrics import DIGESTS_DUE, DIGESTS_SENT, MAIL_FAILURES
-from notifier.models import Delivery, DeliveryStatus, MailKind, Recipient
+from notifier.mime import OutgoingMail
+from notifier.models import Delivery, DeliveryStatus, MailKind
+from notifier.rate_limit import RateLimiter
 from notifier.settings import Settings
 from notifier.transport import (
     PermanentMailError,
@@ -46,31 +53,57 @@ from servicekit.db import SessionMaker
 
 logger = logging.getLogger(__name__)
 
+#: Claims a batch and reads each row's recipient, in one statement. The recipient columns are
+#: NULL for a user the notifier does not know.
 _CLAIM = text(
     """
     WITH next AS (
         SELECT id FROM deliveries
         WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE deliveries d
+        SET status = 'sending', claimed_at = now(), attempts = d.attempts + 1
+        FROM next WHERE d.id = next.id
+        RETURNING d.id, d.kind, d.user_id, d.digest_date, d.as_of, d.attempts
     )
-    UPDATE deliveries d
-    SET status = 'sending', claimed_at = now(), attempts = d.attempts + 1
-    FROM next WHERE d.id = next.id
-    RETURNING d.id, d.kind, d.user_id, d.digest_date, d.as_of, d.attempts
+    SELECT c.id, c.kind, c.user_id, c.digest_date, c.as_of, c.attempts,
+           r.username, r.email, r.role, r.active AND NOT r.deleted AND NOT r.bouncing,
+           coalesce(p.daily_digest, true),
+           (SELECT max(s.as_of) FROM deliveries s
+            WHERE s.user_id = c.user_id AND s.kind = 'digest' AND s.status = 'sent'
+              AND s.as_of < c.as_of)
+    FROM claimed c
+    LEFT JOIN recipients r ON r.user_id = c.user_id
+    LEFT JOIN preferences p ON p.user_id = c.user_id
+    ORDER BY c.id
     """
 )
 
-_RECIPIENT = text(
+#: Records a batch; ``d.status = 'sending'`` leaves alone a row that was settled meanwhile.
+_SETTLE = text(
     """
-    SELECT r.username, r.email, r.role, r.active AND NOT r.deleted AND NOT r.bouncing,
-           coalesce(p.daily_digest, true),
-           (SELECT max(s.as_of) FROM deliveries s
-            WHERE s.user_id = r.user_id AND s.kind = 'digest' AND s.status = 'sent'
-              AND s.as_of < :as_of)
-    FROM recipients r LEFT JOIN preferences p ON p.user_id = r.user_id
-    WHERE r.user_id = :user_id
+    UPDATE deliveries d
+    SET status = s.status, error = s.error, attempts = d.attempts - s.refund,
+        next_attempt_at = coalesce(s.next_attempt_at, d.next_attempt_at),
+        sent_at = coalesce(s.sent_at, d.sent_at)
+    FROM unnest(CAST(:ids AS integer[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
+                CAST(:refunds AS integer[]), CAST(:next_attempts AS timestamptz[]),
+                CAST(:sent_at AS timestamptz[]))
+         AS s(id, status, error, refund, next_attempt_at, sent_at)
+    WHERE d.id = s.id AND d.status = 'sending'
     """
 )
+
+_MARK_BOUNCING = text(
+    """
+    UPDATE recipients r SET bouncing = true
+    FROM unnest(CAST(:user_ids AS integer[]), CAST(:emails AS text[])) AS b(user_id, email)
+    WHERE r.user_id = b.user_id AND r.email = b.email
+    """
+)
+
+_ERROR_LIMIT = 2000  # the column's length
 
 
 @dataclass(frozen=True)
@@ -81,17 +114,24 @@ class Claimed:
     digest_date: date | None
     as_of: datetime
     attempts: int
+    #: The recipient's columns: None when the user is unknown.
+    username: str | None
+    email: str | None
+    role: str | None
+    reachable: bool | None
+    wants_digest: bool
+    last_sent: datetime | None
 
 
 @dataclass(frozen=True)
 class Send:
-    message: EmailMessage
+    mail: OutgoingMail
     recipient: MailRecipient
 
 
 @dataclass(frozen=True)
 class Sent:
-    pass
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -123,29 +163,29 @@ class Retry:
 Outcome = Send | Sent | Skip | Fail | Retry | Release
 
 
-class RateLimiter:
-    """At most ``per_second`` acquisitions a second across all workers (0: unlimited)."""
+@dataclass(frozen=True)
+class Settlement:
+    """What recording an outcome writes to its row."""
 
-    def __init__(
-        self,
-        per_second: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
-        self._clock = clock
-        self._sleep = sleep
+    status: str
+    error: str | None
+    #: Attempts given back: a release was not this mail's fault.
+    refund: int = 0
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
 
-    async def acquire(self) -> None:
-        if not self._interval:
-            return
-        now = self._clock()
-        start = max(now, self._next)
-        self._next = start + self._interval  # reserve the slot before sleeping
-        if start > now:
-            await self._sleep(start - now)
+
+def settlement_of(outcome: Outcome) -> Settlement:
+    if isinstance(outcome, Sent):
+        return Settlement(DeliveryStatus.SENT, None, sent_at=outcome.at)
+    if isinstance(outcome, Release):
+        return Settlement(DeliveryStatus.PENDING, outcome.reason, refund=1)
+    if isinstance(outcome, Retry):
+        return Settlement(DeliveryStatus.PENDING, outcome.reason, next_attempt_at=outcome.at)
+    if isinstance(outcome, Skip):
+        return Settlement(DeliveryStatus.SKIPPED, outcome.reason)
+    assert isinstance(outcome, Fail), outcome  # a Send is sent before it is settled
+    return Settlement(DeliveryStatus.FAILED, outcome.reason)
 
 
 class Dispatcher:
@@ -167,15 +207,15 @@ class Dispatcher:
         """Send every claimable mail; returns how many deliveries were settled."""
         self._stopping = False
         material = DigestMaterial(list_limit=self._settings.digest_list_limit)
-        workers = asyncio.gather(
-            *(self._work(material) for _ in range(self._settings.smtp_connections)),
+        loops = asyncio.gather(
+            *(self._send_batches(material) for _ in range(self._settings.dispatch_concurrency)),
             return_exceptions=True,
         )
         try:
-            results = await asyncio.shield(workers)
+            results = await asyncio.shield(loops)
         except asyncio.CancelledError:
-            self._stopping = True  # finish the mails in hand, claim no more
-            await workers
+            self._stopping = True  # finish the mails in flight, claim no more
+            await loops
             raise
         for result in results:
             if isinstance(result, BaseException):
@@ -228,112 +268,130 @@ class Dispatcher:
             )
         DIGESTS_DUE.set(due or 0)
 
-    async def _work(self, material: DigestMaterial) -> int:
+    async def _send_batches(self, material: DigestMaterial) -> int:
         settled = 0
         while not self._stopping:
-            async with self._session_maker() as session, session.begin():
-                row = (await session.execute(_CLAIM)).one_or_none()
-                if row is None:
-                    return settled
+            batch = await self._claim(material)
+            if not batch:
+                break
+            outcomes = await self._send_batch(batch)
+            await self._settle(batch, outcomes)
+            settled += len(batch)
+            if any(isinstance(outcome, Release) for outcome in outcomes):
+                break  # the server is unavailable (or we stop): the next round tries again
+        return settled
+
+    async def _claim(self, material: DigestMaterial) -> list[tuple[Claimed, Outcome]]:
+        """Claim a batch and compose its mails in one transaction (read-only after the claim)."""
+        async with self._session_maker() as session, session.begin():
+            rows = (await session.execute(_CLAIM, {"limit": self._settings.dispatch_batch})).all()
+            batch: list[tuple[Claimed, Outcome]] = []
+            for row in rows:
                 claimed = Claimed(*row)
                 try:
                     outcome = await self._prepare(session, claimed, material)
                 except SQLAlchemyError:
-                    raise  # the claim rolls back; the row stays pending for the next round
+                    raise  # the claim rolls back; the rows stay pending for the next round
                 except Exception as exc:
                     logger.exception("mail %d cannot be composed", claimed.delivery_id)
                     outcome = Fail(f"cannot be composed: {exc!r}")
-            outcome = await self._settle(claimed, outcome)
-            settled += 1
-            if isinstance(outcome, Release):
-                return settled  # the server is unavailable: the next round tries again
-        return settled
+                batch.append((claimed, outcome))
+        return batch
 
     async def _prepare(
         self, session: AsyncSession, claimed: Claimed, material: DigestMaterial
     ) -> Outcome:
-        """Compose the mail inside the claim transaction (read-only), or say why not."""
-        found = (
-            await session.execute(_RECIPIENT, {"user_id": claimed.user_id, "as_of": claimed.as_of})
-        ).one_or_none()
-        if found is None:
+        """Compose the mail, or say why not."""
+        if claimed.username is None or claimed.email is None or claimed.role is None:
             return Skip("unknown user")
-        username, email, role, reachable, wants_digest, last_sent = found
-        recipient = MailRecipient(claimed.user_id, username, email, role)
-        if not reachable:
+        recipient = MailRecipient(claimed.user_id, claimed.username, claimed.email, claimed.role)
+        if not claimed.reachable:
             return Skip("user inactive, deleted or bouncing")
         try:
             if claimed.kind == MailKind.WELCOME:
                 return Send(self._composer.welcome(to=recipient), recipient)
-            if not wants_digest:
+            if not claimed.wants_digest:
                 return Skip("unsubscribed")
-            since = last_sent or claimed.as_of - self._settings.first_digest_lookback
+            since = claimed.last_sent or claimed.as_of - self._settings.first_digest_lookback
             content = await material.digest_for(
                 session,
                 user_id=claimed.user_id,
-                is_seller=role == "seller",
+                is_seller=claimed.role == "seller",
                 since=since,
                 as_of=claimed.as_of,
             )
             if content.is_empty and self._settings.skip_empty:
                 return Skip("nothing new")
             assert claimed.digest_date is not None
-            message = self._composer.digest(
+            mail = self._composer.digest(
                 to=recipient, digest_date=claimed.digest_date, content=content
             )
-            return Send(message, recipient)
+            return Send(mail, recipient)
         except InvalidAddress as exc:
             MAIL_FAILURES.labels("invalid_address").inc()
             return Fail(str(exc))
 
-    async def _settle(self, claimed: Claimed, outcome: Outcome) -> Outcome:
-        if isinstance(outcome, Send):
-            outcome = await self._send(claimed, outcome)
-        values: dict[str, object]
-        if isinstance(outcome, Release):
-            # Not this mail's fault: back to pending without using up an attempt.
-            values = {
-                "status": DeliveryStatus.PENDING,
-                "attempts": claimed.attempts - 1,
-                "error": outcome.reason,
-            }
-        elif isinstance(outcome, Sent):
-            values = {"status": DeliveryStatus.SENT, "sent_at": datetime.now(UTC), "error": None}
-        elif isinstance(outcome, Retry):
-            values = {
-                "status": DeliveryStatus.PENDING,
-                "next_attempt_at": outcome.at,
-                "error": outcome.reason,
-            }
-        elif isinstance(outcome, Skip):
-            values = {"status": DeliveryStatus.SKIPPED, "error": outcome.reason}
-        else:
-            assert isinstance(outcome, Fail)
-            values = {"status": DeliveryStatus.FAILED, "error": outcome.reason[:2000]}
+    async def _send_batch(self, batch: Sequence[tuple[Claimed, Outcome]]) -> list[Outcome]:
+        """Send the batch's mails over ``smtp_connections`` lanes; the outcome of each row.
+
+        Sending stops early when the server is unavailable or the dispatcher stops: the mails
+        not yet handed to the transport are released (back to pending, no attempt used).
+        """
+        outcomes = [outcome for _, outcome in batch]
+        unsent = deque(i for i, outcome in enumerate(outcomes) if isinstance(outcome, Send))
+        halted: list[Release] = []
+
+        async def lane() -> None:
+            while unsent and not halted and not self._stopping:
+                i = unsent.popleft()
+                claimed, send = batch[i]
+                assert isinstance(send, Send)
+                outcomes[i] = outcome = await self._send(claimed, send)
+                if isinstance(outcome, Release):
+                    halted.append(outcome)
+
+        lanes = min(self._settings.smtp_connections, len(unsent))
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        reason = halted[0].reason if halted else "the dispatcher stopped before sending it"
+        for i in unsent:
+            outcomes[i] = Release(f"not sent: {reason}")
+        return outcomes
+
+    async def _settle(
+        self, batch: Sequence[tuple[Claimed, Outcome]], outcomes: Sequence[Outcome]
+    ) -> None:
+        """Record the batch's outcomes in one transaction."""
+        settlements = [settlement_of(outcome) for outcome in outcomes]
+        bounces = [
+            (claimed.user_id, outcome.email)
+            for (claimed, _), outcome in zip(batch, outcomes, strict=True)
+            if isinstance(outcome, Bounce)
+        ]
         async with self._session_maker() as session, session.begin():
             await session.execute(
-                update(Delivery)
-                .where(
-                    col(Delivery.id) == claimed.delivery_id,
-                    col(Delivery.status) == DeliveryStatus.SENDING,
-                )
-                .values(**values)
+                _SETTLE,
+                {
+                    "ids": [claimed.delivery_id for claimed, _ in batch],
+                    "statuses": [s.status for s in settlements],
+                    "errors": [s.error and s.error[:_ERROR_LIMIT] for s in settlements],
+                    "refunds": [s.refund for s in settlements],
+                    "next_attempts": [s.next_attempt_at for s in settlements],
+                    "sent_at": [s.sent_at for s in settlements],
+                },
             )
-            if isinstance(outcome, Bounce):
+            if bounces:
                 await session.execute(
-                    update(Recipient)
-                    .where(
-                        col(Recipient.user_id) == claimed.user_id,
-                        col(Recipient.email) == outcome.email,
-                    )
-                    .values(bouncing=True)
+                    _MARK_BOUNCING,
+                    {
+                        "user_ids": [user_id for user_id, _ in bounces],
+                        "emails": [email for _, email in bounces],
+                    },
                 )
-        return outcome
 
     async def _send(self, claimed: Claimed, send: Send) -> Outcome:
         await self._limiter.acquire()
         try:
-            await self._transport.send(send.message)
+            await self._transport.send(send.mail)
         except ServerUnavailable as exc:
             MAIL_FAILURES.labels("server_unavailable").inc()
             logger.warning("mail server unavailable: %s", exc)
@@ -352,4 +410,4 @@ class Dispatcher:
             return Retry(f"attempt {claimed.attempts}: {exc}", datetime.now(UTC) + delay)
         if claimed.kind == MailKind.DIGEST:
             DIGESTS_SENT.inc()
-        return Sent()
+        return Sent(datetime.now(UTC))

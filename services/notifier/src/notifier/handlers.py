@@ -63,6 +63,7 @@ def build_consumer(
         session_maker=session_maker,
         retry_policy=retry_policy or settings.retry_policy,
         prefetch=settings.prefetch,
+        batch_size=settings.consumer_batch_size,
     )
     consumer.on(UserRegistered, on_user_registered)
     consumer.on(UserUpdated, on_user_updated)

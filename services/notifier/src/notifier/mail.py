@@ -1,23 +1,31 @@
 """Composing the mails: Jinja2 templates, one ``multipart/alternative`` message per recipient.
 
-The HTML templates are autoescaped. Headers go only through ``EmailMessage`` and
-``headerregistry.Address``: a display name is stripped of control characters first (the policy
-would refuse CR/LF anyway), and an address that does not parse is refused, so text a user typed
-can never add a header.
+The HTML templates are autoescaped. A display name is stripped of control characters first and
+an address that is not plain ASCII with one ``@`` is refused; headers are then written by
+``mime`` (which writes only printable ASCII itself and leaves quoting and encoding to the email
+package's SMTP policy), so text a user typed can never add a header.
+
+A digest is the same for everyone who shares its content but for the greeting: each template is
+rendered once per distinct content with a random marker standing for the username, and each
+mail fills the recipient's name in (HTML-escaped in the HTML part, as autoescaping would). So a
+template uses ``{{ username }}`` as it is, never through a filter.
 """
 
 import re
+import secrets
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
-from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import escape
 
+from notifier import mime
 from notifier.content import DigestContent
+from notifier.mime import OutgoingMail
 from notifier.unsubscribe import UnsubscribeTokens
 
 UNSUBSCRIBE_PATH = "/api/notifications/unsubscribe/"
@@ -43,7 +51,9 @@ def display_name(username: str) -> str:
 
 
 def recipient_address(recipient: MailRecipient) -> Address:
-    if _CONTROL.search(recipient.email) or "@" not in recipient.email:
+    email = recipient.email
+    # Internationalised addresses would need SMTPUTF8 from every server on the way: refused.
+    if _CONTROL.search(email) or "@" not in email or not email.isascii():
         raise InvalidAddress(f"unusable address for user {recipient.user_id}")
     try:
         username, domain = recipient.email.rsplit("@", 1)
@@ -55,11 +65,14 @@ def recipient_address(recipient: MailRecipient) -> Address:
 
 
 class MailComposer:
+    _BODY_CACHE_LIMIT = 1000
+
     def __init__(self, *, sender: str, public_base_url: str, tokens: UnsubscribeTokens) -> None:
         name, addr = parseaddr(sender)
         if "@" not in addr:
             raise ValueError(f"mail_from needs an address: {sender!r}")
         self._sender = Address(display_name=name, addr_spec=addr)
+        self._from_header = mime.mailbox_header("From", self._sender)
         self._domain = addr.rsplit("@", 1)[1]
         self._unsubscribe_base = public_base_url.rstrip("/") + UNSUBSCRIBE_PATH
         self._tokens = tokens
@@ -71,52 +84,88 @@ class MailComposer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        # Random per composer: no recipe title or username can contain it by chance or design.
+        self._username_marker = "username" + secrets.token_hex(16)
+        self._bodies: dict[Hashable, tuple[list[str], list[str]]] = {}
 
     def unsubscribe_url(self, user_id: int) -> str:
-        return self._unsubscribe_base + "?" + urlencode({"token": self._tokens.issue(user_id)})
+        # The token is URL-safe base64 and dots: it needs no quoting.
+        return self._unsubscribe_base + "?token=" + self._tokens.issue(user_id)
 
     def digest(
         self, *, to: MailRecipient, digest_date: date, content: DigestContent
-    ) -> EmailMessage:
+    ) -> OutgoingMail:
         subject = f"Your recipe digest for {digest_date.strftime('%A %-d %B')}"
-        message = self._render(
+        return self._compose(
             "digest",
             to=to,
             subject=subject,
             message_id=f"digest.{to.user_id}.{digest_date.isoformat()}",
-            digest_date=digest_date,
-            content=content,
+            context={"digest_date": digest_date, "content": content},
+            context_key=(digest_date, content),
+            headers=[
+                # RFC 8058 one-click unsubscribe: the POST needs no login, the token says who.
+                mime.header("List-Unsubscribe", f"<{self.unsubscribe_url(to.user_id)}>"),
+                "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                "Precedence: bulk\r\n",
+            ],
         )
-        # RFC 8058 one-click unsubscribe: the POST needs no login, the token says who.
-        message["List-Unsubscribe"] = f"<{self.unsubscribe_url(to.user_id)}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Precedence"] = "bulk"
-        return message
 
-    def welcome(self, *, to: MailRecipient) -> EmailMessage:
-        return self._render(
+    def welcome(self, *, to: MailRecipient) -> OutgoingMail:
+        is_seller = to.role == "seller"
+        return self._compose(
             "welcome",
             to=to,
             subject="Welcome to the recipe platform",
             message_id=f"welcome.{to.user_id}",
-            is_seller=to.role == "seller",
+            context={"is_seller": is_seller},
+            context_key=is_seller,
         )
 
-    def _render(
-        self, template: str, *, to: MailRecipient, subject: str, message_id: str, **context: Any
-    ) -> EmailMessage:
+    def _compose(
+        self,
+        template: str,
+        *,
+        to: MailRecipient,
+        subject: str,
+        message_id: str,
+        context: dict[str, Any],
+        context_key: Hashable,
+        headers: list[str] | None = None,
+    ) -> OutgoingMail:
         address = recipient_address(to)
-        context.update(username=to.username, subject=subject)
-        message = EmailMessage()
-        message["Subject"] = subject
-        message["From"] = self._sender
-        message["To"] = address
-        message["Date"] = format_datetime(datetime.now(UTC))
-        # Stable per mail: a receiver can recognise the same digest if it ever came twice.
-        message["Message-ID"] = f"<{message_id}@{self._domain}>"
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(self._templates.get_template(f"{template}.txt").render(context))
-        message.add_alternative(
-            self._templates.get_template(f"{template}.html").render(context), subtype="html"
+        text_pieces, html_pieces = self._bodies_of(template, subject, context, context_key)
+        message_id = f"<{message_id}@{self._domain}>"
+        data = mime.alternative(
+            [
+                mime.header("Subject", subject),
+                self._from_header,
+                mime.mailbox_header("To", address),
+                mime.header("Date", format_datetime(datetime.now(UTC))),
+                # Stable per mail: a receiver can recognise the same digest if it ever came twice.
+                mime.header("Message-ID", message_id),
+                "Auto-Submitted: auto-generated\r\n",
+                *(headers or []),
+            ],
+            text=to.username.join(text_pieces),
+            html=str(escape(to.username)).join(html_pieces),
         )
-        return message
+        return OutgoingMail(message_id, self._sender.addr_spec, address.addr_spec, data)
+
+    def _bodies_of(
+        self, template: str, subject: str, context: dict[str, Any], context_key: Hashable
+    ) -> tuple[list[str], list[str]]:
+        """Both parts rendered for a marker username, split where the username goes."""
+        key = (template, subject, context_key)
+        bodies = self._bodies.get(key)
+        if bodies is None:
+            context = {**context, "subject": subject, "username": self._username_marker}
+            text = self._templates.get_template(f"{template}.txt").render(context)
+            html = self._templates.get_template(f"{template}.html").render(context)
+            if len(self._bodies) >= self._BODY_CACHE_LIMIT:
+                self._bodies.clear()
+            bodies = self._bodies[key] = (
+                text.split(self._username_marker),
+                html.split(self._username_marker),
+            )
+        return bodies

@@ -1,5 +1,9 @@
 """App factory, lifespan and the ``notifier`` command (``api``, ``worker``, ``migrate``,
-``send-digest``)."""
+``send-digest``).
+
+What only the API, the worker or ``migrate`` use (the routes, the bus, alembic) is imported
+inside them: ``send-digest`` is a short command whose run time includes its start-up.
+"""
 
 import argparse
 import asyncio
@@ -8,32 +12,22 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import uvicorn
-from fastapi import FastAPI
-
-from notifier.api import router
-from notifier.db import SessionMaker, create_engine, create_session_maker
 from notifier.dispatch import Dispatcher
-from notifier.handlers import build_consumer
 from notifier.mail import MailComposer
 from notifier.planning import plan_digests
 from notifier.settings import DIGEST_SCAN_JOB, SERVICE_NAME, Settings
 from notifier.transport import FileTransport, SmtpTransport, Transport
 from notifier.unsubscribe import UnsubscribeTokens
-from servicekit.health import Readiness
-from servicekit.http import HTTP_TELEMETRY, install_http_basics
-from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import (
-    Messaging,
-    api_lifespan,
-    configure_observability,
-    declare_queues,
-    run_worker,
-)
-from servicekit.ticks import TickEmitter
-from servicekit.tokens import TokenVerifier, verifier_from_settings
+from servicekit.db import SessionMaker, create_engine, create_session_maker
+from servicekit.runtime import configure_observability
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from servicekit.tokens import TokenVerifier
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 logger = logging.getLogger(__name__)
@@ -42,10 +36,17 @@ logger = logging.getLogger(__name__)
 def create_app(
     settings: Settings | None = None,
     *,
-    token_verifier: TokenVerifier | None = None,
+    token_verifier: "TokenVerifier | None" = None,
     relay_outbox: bool = True,
-) -> FastAPI:
+) -> "FastAPI":
     """The API; tests inject settings and a verifier, and may leave the outbox unrelayed."""
+    from fastapi import FastAPI
+
+    from notifier.api import router
+    from servicekit.http import HTTP_TELEMETRY, install_http_basics
+    from servicekit.runtime import api_lifespan
+    from servicekit.tokens import verifier_from_settings
+
     settings = settings or Settings()
 
     app = FastAPI(
@@ -94,6 +95,11 @@ def build_dispatcher(
 
 
 async def run_worker_process(settings: Settings) -> None:
+    from notifier.handlers import build_consumer
+    from servicekit.health import Readiness
+    from servicekit.runtime import Messaging, run_worker
+    from servicekit.ticks import TickEmitter
+
     engine = create_engine(settings.database_url)
     session_maker = create_session_maker(engine)
     consumer = build_consumer(session_maker, settings)
@@ -132,6 +138,10 @@ def migrate(settings: Settings) -> None:
     Not left to the worker alone: the exchange drops an event no queue is bound for yet, so a
     ``user.registered`` published before the worker's first start would get no welcome mail.
     """
+    from notifier.handlers import build_consumer
+    from servicekit.migrations import ensure_database, upgrade_database
+    from servicekit.runtime import declare_queues
+
     ensure_database(settings.database_url)
     upgrade_database(SERVICE_DIR, settings.database_url)
     # Declaring needs no database: this engine is never connected.
@@ -182,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
+        import uvicorn
+
         uvicorn.run(
             create_app(settings),
             host=settings.api_host,

@@ -69,6 +69,13 @@ class Settings(ServiceSettings, TokenSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     #: SMTP connections kept open and used in parallel.
     smtp_connections: int = Field(default=4, ge=1)
+    #: Deliveries claimed, sent and recorded together: one transaction each way per batch. A
+    #: dispatcher that dies mid-batch leaves at most this many mails of unknown outcome; a
+    #: batch must go out well within ``sending_timeout``.
+    dispatch_batch: int = Field(default=100, ge=1)
+    #: Batches in flight at once: while one is claimed or recorded, another keeps the SMTP
+    #: connections busy.
+    dispatch_concurrency: int = Field(default=2, ge=1)
     #: Mails per second at most (0: no limit).
     max_per_second: float = Field(default=50.0, ge=0)
     #: the From header of every mail

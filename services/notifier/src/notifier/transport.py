@@ -11,11 +11,12 @@ import asyncio
 import os
 import re
 import uuid
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
+
+from notifier.mime import OutgoingMail
 
 
 class TemporaryMailError(Exception):
@@ -31,7 +32,7 @@ class PermanentMailError(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, mail: OutgoingMail) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -42,15 +43,15 @@ class FileTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._write, message)
+    async def send(self, mail: OutgoingMail) -> None:
+        await asyncio.to_thread(self._write, mail)
 
-    def _write(self, message: EmailMessage) -> None:
+    def _write(self, mail: OutgoingMail) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(message["Message-ID"] or uuid.uuid4().hex))
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", mail.message_id or uuid.uuid4().hex)
         target = self.directory / f"{stem.strip('_')}.eml"
         temporary = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        temporary.write_bytes(message.as_bytes())
+        temporary.write_bytes(mail.data)
         os.replace(temporary, target)
 
     async def close(self) -> None:
@@ -83,12 +84,13 @@ class SmtpTransport:
             self._idle.put_nowait(None)  # a slot; the connection opens on first use
         self._open: set[aiosmtplib.SMTP] = set()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         client = await self._idle.get()
         try:
             if client is None or not client.is_connected:
                 client = await self._connect()
-            await client.send_message(message)
+            # The bytes are final: send_message would parse and flatten them again.
+            await client.sendmail(mail.sender, [mail.recipient], mail.data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refusal.code for refusal in exc.recipients]
             if codes and all(code >= 500 for code in codes):

@@ -2,7 +2,6 @@
 
 import asyncio
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import func, select
@@ -12,6 +11,7 @@ from contracts import UserRole, UserUpdated
 from notifier import copies
 from notifier.dispatch import Dispatcher
 from notifier.main import build_dispatcher, build_transport
+from notifier.mime import OutgoingMail
 from notifier.models import Delivery, DeliveryStatus, Recipient
 from notifier.planning import scan_for_digests
 from notifier.settings import Settings
@@ -205,8 +205,8 @@ class CancelAfter:
         self._mails = mails
         self.task: asyncio.Task[int] | None = None
 
-    async def send(self, message: EmailMessage) -> None:
-        await self._inner.send(message)
+    async def send(self, mail: OutgoingMail) -> None:
+        await self._inner.send(mail)
         self._mails -= 1
         if self._mails == 0:
             assert self.task is not None

@@ -6,9 +6,11 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 import pytest
+from markupsafe import escape
 
 from notifier.content import DigestContent, NewRecipe, ReceivedRating, TopRecipe
 from notifier.mail import InvalidAddress, MailComposer, MailRecipient, display_name
+from notifier.mime import OutgoingMail
 from notifier.unsubscribe import UnsubscribeTokens
 
 TOKENS = UnsubscribeTokens("unit-secret")
@@ -24,8 +26,8 @@ CONTENT = DigestContent(
 )
 
 
-def reparsed(message: EmailMessage) -> EmailMessage:
-    parsed = message_from_bytes(message.as_bytes(), policy=default_policy)
+def reparsed(mail: OutgoingMail) -> EmailMessage:
+    parsed = message_from_bytes(mail.data, policy=default_policy)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -46,7 +48,7 @@ def test_digest_is_multipart_alternative_with_one_click_unsubscribe() -> None:
 
 def test_html_is_escaped_and_text_is_plain() -> None:
     to = MailRecipient(1, "<b>bold</b>", "a@example.test", "seller")
-    message = COMPOSER.digest(to=to, digest_date=date(2026, 11, 23), content=CONTENT)
+    message = reparsed(COMPOSER.digest(to=to, digest_date=date(2026, 11, 23), content=CONTENT))
     html = message.get_body(("html",))
     text = message.get_body(("plain",))
     assert html is not None and text is not None
@@ -65,7 +67,48 @@ def test_header_injection_through_the_username_is_impossible() -> None:
     assert message["To"].addresses[0].display_name == "Eve Bcc: victim@example.test body"
 
 
-@pytest.mark.parametrize("address", ["eve@example.test\r\nBcc: x@y.z", "no-at-sign", "a@b\x00c"])
+def test_unsubscribe_header_is_the_plain_url_on_one_line() -> None:
+    to = MailRecipient(42, "alice", "alice@example.test", "customer")
+    mail = COMPOSER.digest(to=to, digest_date=date(2026, 11, 23), content=CONTENT)
+    (line,) = [x for x in mail.data.split(b"\r\n") if x.startswith(b"List-Unsubscribe:")]
+    url = COMPOSER.unsubscribe_url(42).encode()
+    assert line == b"List-Unsubscribe: <" + url + b">"
+
+
+def test_users_sharing_a_digest_each_get_their_own_greeting() -> None:
+    names = ["alice", "Zoë <b>&</b>", "bob"]
+    mails = [
+        reparsed(
+            COMPOSER.digest(
+                to=MailRecipient(n, name, f"u{n}@example.test", "customer"),
+                digest_date=date(2026, 11, 23),
+                content=CONTENT,
+            )
+        )
+        for n, name in enumerate(names)
+    ]
+    for name, message in zip(names, mails, strict=True):
+        text, html = (str(part.get_content()) for part in message.iter_parts())
+        assert f"Good morning, {name}!" in text
+        assert "Pie & <b>Mash</b> (by chef)" in text
+        assert f"Good morning, {escape(name)}!" in html
+        assert str(message["Subject"]) == "Your recipe digest for Monday 23 November"
+    assert [m["To"].addresses[0].addr_spec for m in mails] == [
+        "u0@example.test",
+        "u1@example.test",
+        "u2@example.test",
+    ]
+
+
+def test_envelope_is_the_senders_and_the_recipients_address() -> None:
+    mail = COMPOSER.welcome(to=MailRecipient(5, "eve", "eve@example.test", "customer"))
+    assert (mail.sender, mail.recipient) == ("digest@recipes.example", "eve@example.test")
+    assert mail.message_id == "<welcome.5@recipes.example>"
+
+
+@pytest.mark.parametrize(
+    "address", ["eve@example.test\r\nBcc: x@y.z", "no-at-sign", "a@b\x00c", "zoë@example.test"]
+)
 def test_unusable_addresses_are_refused(address: str) -> None:
     with pytest.raises(InvalidAddress):
         COMPOSER.welcome(to=MailRecipient(1, "eve", address, "customer"))
