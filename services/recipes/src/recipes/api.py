@@ -9,13 +9,20 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from recipes import listing, ratings, service
-from recipes.db import SessionDep
+from recipes.db import ReadConnectionDep, SessionDep
 from recipes.images import UploadedImage, image_path, signature_valid
 from recipes.models import Rating, Recipe
-from recipes.responses import cacheable_json, page_links
+from recipes.responses import (
+    cacheable_json,
+    client_has,
+    not_modified,
+    page_links,
+    versioned_etag,
+    versioned_json,
+)
 from recipes.schemas import (
     RateResult,
     RatingOut,
@@ -29,10 +36,14 @@ from recipes.schemas import (
 )
 from recipes.settings import Settings
 from recipes.uploads import read_recipe_input
-from servicekit.errors import PermissionDenied
+from servicekit.errors import PermissionDenied, error_responses
 from servicekit.tokens import CustomerPrincipal, OptionalPrincipal, Principal, SellerPrincipal
 
 router = APIRouter(tags=["recipes"])
+#: Reads answer 304 to an If-None-Match naming their current ETag.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: If-None-Match named the current ETag."}
+}
 internal_router = APIRouter(include_in_schema=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -119,16 +130,25 @@ def recipe_out(recipe: Recipe, viewer: Principal | None = None) -> RecipeOut:
     return out
 
 
+_LISTED_RECIPES = TypeAdapter(list[RecipeOut])
+
+
 def rating_out(rating: Rating) -> RatingOut:
     return RatingOut.model_validate(
         {**rating.model_dump(exclude={"username"}), "user": rating.username}
     )
 
 
-@route("/api/recipes/", methods=["GET"], response_model=RecipePage, summary="List recipes")
+@route(
+    "/api/recipes/",
+    methods=["GET"],
+    response_model=RecipePage,
+    responses={**NOT_MODIFIED, **error_responses(400, 404)},
+    summary="List recipes",
+)
 async def list_recipes(
     request: Request,
-    session: SessionDep,
+    connection: ReadConnectionDep,
     settings: SettingsDep,
     query: Annotated[RecipeListQuery, Query()],
 ) -> Response:
@@ -138,14 +158,24 @@ async def list_recipes(
         default_size=settings.default_page_size,
         max_size=settings.max_page_size,
     )
-    total, recipes = await listing.list_recipes(
-        session=session, query=query, page=page, popular_min_votes=settings.popular_min_votes
+    # Settings that shape the body are part of its validator.
+    shaping = (settings.default_page_size, settings.max_page_size, settings.popular_min_votes)
+    if "if-none-match" in request.headers:
+        etag = versioned_etag(request, await listing.list_version(connection), *shaping)
+        if client_has(request, etag):
+            return not_modified(etag, max_age=settings.cache_max_age)
+    found = await listing.list_recipes(
+        connection=connection, query=query, page=page, popular_min_votes=settings.popular_min_votes
     )
-    next_url, previous = page_links(request, page.number, has_next=page.has_next(total))
+    next_url, previous = page_links(request, page.number, has_next=page.has_next(found.total))
     body = RecipePage(
-        count=total, next=next_url, previous=previous, results=[recipe_out(r) for r in recipes]
+        count=found.total,
+        next=next_url,
+        previous=previous,
+        results=_LISTED_RECIPES.validate_python(found.rows),
     )
-    return cacheable_json(request, body, max_age=settings.cache_max_age)
+    etag = versioned_etag(request, found.version, *shaping)
+    return versioned_json(request, body, etag=etag, max_age=settings.cache_max_age)
 
 
 @route(
@@ -154,6 +184,7 @@ async def list_recipes(
     status_code=201,
     response_model=RecipeOut,
     openapi_extra=_RECIPE_FORM_BODY,
+    responses=error_responses(400, 401, 403, 413, 415),
     summary="Publish a recipe (seller)",
 )
 async def create_recipe(
@@ -172,7 +203,12 @@ async def create_recipe(
     return recipe_out(recipe, seller)
 
 
-@route("/api/recipes/{recipe_id}/", methods=["GET"], response_model=RecipeOut)
+@route(
+    "/api/recipes/{recipe_id}/",
+    methods=["GET"],
+    response_model=RecipeOut,
+    responses={**NOT_MODIFIED, **error_responses(400, 401, 404)},
+)
 async def get_recipe(
     recipe_id: RecipeId,
     request: Request,
@@ -216,6 +252,7 @@ async def _update(
     methods=["PUT"],
     response_model=RecipeOut,
     openapi_extra=_RECIPE_FORM_BODY,
+    responses=error_responses(400, 401, 403, 404, 413, 415),
 )
 async def replace_recipe(
     recipe_id: RecipeId,
@@ -232,6 +269,7 @@ async def replace_recipe(
     methods=["PATCH"],
     response_model=RecipeOut,
     openapi_extra=_RECIPE_FORM_BODY,
+    responses=error_responses(400, 401, 403, 404, 413, 415),
 )
 async def patch_recipe(
     recipe_id: RecipeId,
@@ -243,7 +281,13 @@ async def patch_recipe(
     return await _update(recipe_id, request, seller, session, settings, RecipePatch)
 
 
-@route("/api/recipes/{recipe_id}/", methods=["DELETE"], status_code=204, response_class=Response)
+@route(
+    "/api/recipes/{recipe_id}/",
+    methods=["DELETE"],
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(400, 401, 403, 404),
+)
 async def delete_recipe(
     recipe_id: RecipeId, seller: SellerPrincipal, session: SessionDep
 ) -> Response:
@@ -261,6 +305,7 @@ async def delete_recipe(
     "/api/recipes/{recipe_id}/rate/",
     methods=["POST"],
     response_model=RateResult,
+    responses=error_responses(400, 401, 403, 404),
     summary="Rate a recipe (customer); rating again replaces the score",
 )
 async def rate_recipe(
@@ -289,7 +334,12 @@ async def rate_recipe(
     )
 
 
-@route("/api/recipes/{recipe_id}/ratings/", methods=["GET"], response_model=RatingPage)
+@route(
+    "/api/recipes/{recipe_id}/ratings/",
+    methods=["GET"],
+    response_model=RatingPage,
+    responses={**NOT_MODIFIED, **error_responses(400, 404)},
+)
 async def list_ratings(
     recipe_id: RecipeId,
     request: Request,

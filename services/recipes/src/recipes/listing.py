@@ -1,25 +1,50 @@
 """The recipe list: filters, ordering, full-text search and DRF-style page numbers.
 
-A list request runs exactly two queries whatever the page size: the count and the page.
+A list request is one statement whatever the page size, so it needs no transaction: the page,
+with the count and the list version (``list_version``) as scalar subqueries in the same
+snapshot as the rows; a page past the end (no rows to carry them) costs a second statement for
+the count. The version is the
+list's validator: a conditional GET reads it alone and answers 304 without the page query.
 ``popular`` orders by the Bayesian weighted rating (the IMDb formula)
 ``(v·R + m·C) / (v + m)`` = ``(rating_sum + m·C) / (rating_count + m)``, where C, the mean of
 every vote on the site, is an uncorrelated subquery PostgreSQL evaluates once per query.
 """
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, cast, func, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Float,
+    Integer,
+    RowMapping,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from recipes.models import SEARCH_CONFIG, Recipe, without_search_vector
-from recipes.schemas import RecipeListQuery
+from recipes.models import SEARCH_CONFIG, Recipe, RecipeListVersion
+from recipes.schemas import RecipeListQuery, RecipeOut
 from servicekit.errors import NotFound
 
 #: The search configuration as SQL (a constant; user input is always a bound parameter).
 _REGCONFIG: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
+
+
+#: What the list shows of a recipe (the seller-only failure reason is never listed).
+_LISTED = [
+    Recipe.__table__.c[name]  # type: ignore[attr-defined]
+    for name in RecipeOut.model_fields
+    if name != "image_failure_reason"
+]
 
 
 class InvalidPage(NotFound):
@@ -63,32 +88,67 @@ def page_request(
     return PageRequest(number=number, size=size)
 
 
-def _filters(query: RecipeListQuery, ts_query: Any) -> list[ColumnElement[bool]]:
+@dataclass(frozen=True)
+class _Shape:
+    """What the SQL of a list request looks like: its filters and its ordering.
+
+    Statements are built once per shape, values are bound at execution: building a select of
+    15 columns costs more CPU than PostgreSQL spends on the page.
+    """
+
+    seller: bool
+    min_rating: bool
+    created_after: bool
+    created_before: bool
+    search: bool
+    ordering: str
+
+
+def _shape(query: RecipeListQuery) -> tuple[_Shape, dict[str, Any]]:
+    search = bool(query.q and query.q.strip())
+    values = {
+        "seller": query.seller or None,
+        "min_rating": query.min_rating,
+        "created_after": query.created_after,
+        "created_before": query.created_before,
+        "q": query.q if search else None,
+    }
+    shape = _Shape(
+        seller=values["seller"] is not None,
+        min_rating=values["min_rating"] is not None,
+        created_after=values["created_after"] is not None,
+        created_before=values["created_before"] is not None,
+        search=search,
+        ordering=query.ordering or ("rank" if search else "-created_at"),
+    )
+    return shape, {name: value for name, value in values.items() if value is not None}
+
+
+def _filters(shape: _Shape, ts_query: Any) -> list[ColumnElement[bool]]:
     table = Recipe.__table__.c  # type: ignore[attr-defined]
     filters: list[ColumnElement[bool]] = []
-    if query.seller:
-        filters.append(table.seller_username == query.seller)
-    if query.min_rating is not None:
-        filters.append(table.avg_rating >= query.min_rating)
-    if query.created_after is not None:
-        filters.append(table.created_at >= query.created_after)
-    if query.created_before is not None:
-        filters.append(table.created_at <= query.created_before)
-    if ts_query is not None:
+    if shape.seller:
+        filters.append(table.seller_username == bindparam("seller"))
+    if shape.min_rating:
+        filters.append(table.avg_rating >= bindparam("min_rating"))
+    if shape.created_after:
+        filters.append(table.created_at >= bindparam("created_after"))
+    if shape.created_before:
+        filters.append(table.created_at <= bindparam("created_before"))
+    if shape.search:
         filters.append(table.search_vector.op("@@")(ts_query))
     return filters
 
 
-def _ordering(query: RecipeListQuery, ts_query: Any, popular_min_votes: int) -> list[Any]:
+def _ordering(ordering: str, ts_query: Any) -> list[Any]:
     table = Recipe.__table__.c  # type: ignore[attr-defined]
-    ordering = query.ordering or ("rank" if ts_query is not None else "-created_at")
     if ordering == "rank":
         return [func.ts_rank(table.search_vector, ts_query).desc(), table.id.desc()]
     if ordering == "popular":
         site_mean = select(
             cast(func.sum(table.rating_sum), Float) / func.nullif(func.sum(table.rating_count), 0)
         ).scalar_subquery()
-        m = popular_min_votes
+        m = bindparam("popular_min_votes", type_=Integer)
         weighted = (table.rating_sum + m * func.coalesce(site_mean, 0.0)) / (table.rating_count + m)
         return [weighted.desc(), table.id.desc()]
     column = {
@@ -102,26 +162,60 @@ def _ordering(query: RecipeListQuery, ts_query: Any, popular_min_votes: int) -> 
     return [column, tie_break]
 
 
+#: The sum of the version shards (``models``), as a scalar subquery.
+_VERSION = select(func.coalesce(func.sum(RecipeListVersion.version), 0)).scalar_subquery()
+_READ_VERSION = select(_VERSION)
+
+
+async def list_version(connection: AsyncConnection) -> int:
+    """The list's version: different after any committed change to any recipe."""
+    return int(await connection.scalar(_READ_VERSION) or 0)
+
+
+@functools.cache
+def _statements(shape: _Shape) -> tuple[Select[Any], Select[Any]]:
+    """The page (with the count and the version) and the count alone, for ``shape``."""
+    ts_query = func.websearch_to_tsquery(_REGCONFIG, bindparam("q", type_=Text))
+    filters = _filters(shape, ts_query)
+    total = select(func.count()).select_from(Recipe).where(*filters).scalar_subquery()
+    page = (
+        select(total.label("total"), _VERSION.label("version"), *_LISTED)
+        .where(*filters)
+        .order_by(*_ordering(shape.ordering, ts_query))
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+    )
+    return page, select(total, _VERSION)
+
+
+@dataclass(frozen=True)
+class RecipeList:
+    total: int
+    #: ``list_version`` in the snapshot the rows were read in.
+    version: int
+    #: The listed columns (``RecipeOut`` without the failure reason) by name.
+    rows: Sequence[RowMapping]
+
+
 async def list_recipes(
     *,
-    session: AsyncSession,
+    connection: AsyncConnection,
     query: RecipeListQuery,
     page: PageRequest,
     popular_min_votes: int,
-) -> tuple[int, list[Recipe]]:
-    """The total matching ``query`` and the recipes of ``page`` (404 past the last page)."""
-    ts_query = (
-        func.websearch_to_tsquery(_REGCONFIG, query.q) if query.q and query.q.strip() else None
-    )
-    filters = _filters(query, ts_query)
-    total = await session.scalar(select(func.count()).select_from(Recipe).where(*filters)) or 0
-    page.check(total)
-    rows = await session.scalars(
-        select(Recipe)
-        .where(*filters)
-        .order_by(*_ordering(query, ts_query, popular_min_votes))
-        .offset(page.offset)
-        .limit(page.size)
-        .options(without_search_vector())
-    )
-    return total, list(rows)
+) -> RecipeList:
+    """The total matching ``query``, the recipes of ``page`` and the version they were read at.
+
+    404 past the last page.
+    """
+    shape, values = _shape(query)
+    page_statement, count_statement = _statements(shape)
+    values |= {"offset": page.offset, "limit": page.size}
+    if shape.ordering == "popular":
+        values["popular_min_votes"] = popular_min_votes
+    rows = (await connection.execute(page_statement, values)).mappings().all()
+    if rows:
+        return RecipeList(total=rows[0]["total"], version=rows[0]["version"], rows=rows)
+    counted = (await connection.execute(count_statement, values)).one()
+    page.check(counted[0])
+    return RecipeList(total=counted[0], version=counted[1], rows=[])

@@ -5,6 +5,11 @@ by the rating use cases, never recounted. ``search_vector`` is a generated colum
 A, description B, ingredients C) behind a GIN index. Originals of uploaded images are kept in
 ``recipe_images`` (bytea), in the same transaction as the recipe, until the media service has
 processed them.
+
+``recipe_list_versions`` is the recipe list's validator (its ETag): a trigger on ``recipes``
+(migration 0002) bumps one of its shards when a transaction that changed any recipe row
+commits, so the sum of the shards changes with every committed change. Shards,
+so that concurrent ratings of different recipes do not queue on one counter row.
 """
 
 from datetime import UTC, datetime
@@ -141,11 +146,22 @@ class Rating(SQLModel, table=True):
         default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
     )
     score: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    #: The score the last change replaced (None for a first rating): the upsert returns it.
+    previous_score: int | None = Field(default=None, sa_column=Column(SmallInteger))
     comment: str = Field(
         default="", sa_column=Column(Text, nullable=False, server_default=text("''"))
     )
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class RecipeListVersion(SQLModel, table=True):
+    """One shard of the recipe list's version, bumped by a trigger on ``recipes`` at commit."""
+
+    __tablename__ = "recipe_list_versions"
+
+    shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class RecipeImage(SQLModel, table=True):

@@ -1,17 +1,32 @@
 """Rating use cases: one rating per customer and recipe, aggregates kept exact in SQL.
 
-Every change first locks the recipe row (``SELECT ... FOR UPDATE``). That serialises the ratings
-of one recipe, which the aggregate ``UPDATE`` would do anyway, and makes the read of the previous
-score trustworthy: without it, two first ratings by the same customer arriving together would both
-see "no previous rating" and count twice. The aggregates then move by the difference only
-(``rating_sum + delta``, ``rating_count + 1`` for a first rating): no recount, no lost update.
+A rating is ONE statement (``_RATE``): the upsert of the rating, then the recipe's aggregates
+moved by the difference (``rating_sum + score - previous``, ``rating_count + 1`` for a first
+rating), so the recipe row is locked only from that statement to the commit, never across round
+trips through a busy event loop. It is exact because the previous score comes from the upsert
+itself, not from a separate read:
+
+- ``INSERT ... ON CONFLICT DO UPDATE`` acts on the latest committed row, not on the statement's
+  snapshot: a second first rating by the same customer waits for the first one's commit and
+  then takes the update path. The update writes the replaced score into ``previous_score`` and
+  returns it, under the rating row's lock. A first rating returns ``previous_score`` NULL, so
+  the same customer's first rating arriving twice at once counts once.
+- ``UPDATE recipes SET rating_sum = rating_sum + delta`` waits for the recipe row's lock and then
+  re-reads the latest row (READ COMMITTED), so concurrent ratings of one recipe never lose an
+  update; the row lock serialises them until commit. (Before it re-reads, PostgreSQL computes
+  and checks a new row from the stale one, so that expression must not fail on it:
+  ``tests/integration/test_ratings.py`` forces each of these interleavings.)
+- A rating locks its rating row, then its recipe; ``remove_users_ratings`` locks recipes, then
+  ratings, but only the deleted user's: the two can only meet (and PostgreSQL then aborts one as
+  a deadlock, to be retried) if a user rates while being deleted.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Float, case, cast, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from psycopg.errors import ForeignKeyViolation
+from sqlalchemy import Float, case, cast, delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -36,6 +51,43 @@ class RatingOutcome:
     rating_count: int
 
 
+#: Upsert the rating, then move the recipe's aggregates by the difference (module docstring).
+_RATE = text("""
+WITH upserted AS (
+    INSERT INTO ratings AS r
+        (recipe_id, user_id, username, score, comment, previous_score, created_at, updated_at)
+    SELECT id, :user_id, :username, :score, :comment, NULL, :now, :now
+    FROM recipes WHERE id = :recipe_id
+    ON CONFLICT ON CONSTRAINT uq_ratings_recipe_user DO UPDATE SET
+        username = EXCLUDED.username,
+        score = EXCLUDED.score,
+        comment = EXCLUDED.comment,
+        previous_score = r.score,
+        updated_at = EXCLUDED.updated_at
+    RETURNING r.id, r.recipe_id, r.score, r.previous_score, r.created_at
+),
+change AS (
+    SELECT recipe_id, id, created_at, previous_score,
+           score - coalesce(previous_score, 0) AS delta,
+           CASE WHEN previous_score IS NULL THEN 1 ELSE 0 END AS added
+    FROM upserted
+)
+UPDATE recipes SET
+    rating_sum = rating_sum + change.delta,
+    rating_count = rating_count + change.added,
+    -- PostgreSQL first computes (and checks) the new row from the row of the statement's
+    -- snapshot, which may be stale (no ratings where the latest row has one), before it finds
+    -- the newer row and computes it again: that discarded first row must not fail.
+    avg_rating = coalesce(
+        (rating_sum + change.delta)::float8 / nullif(rating_count + change.added, 0), 0
+    )
+FROM change
+WHERE recipes.id = change.recipe_id
+RETURNING change.id, change.created_at, change.previous_score,
+          recipes.avg_rating, recipes.rating_count, recipes.title, recipes.seller_id
+""")
+
+
 async def rate_recipe(
     *,
     session: AsyncSession,
@@ -46,75 +98,43 @@ async def rate_recipe(
     publish: Publish,
 ) -> RatingOutcome:
     """Add or replace ``customer``'s rating and move the recipe's aggregates by the difference."""
-    title, seller_id = await _lock_recipe(session, recipe_id)
-    previous = await session.scalar(
-        select(col(Rating.score)).where(
-            col(Rating.recipe_id) == recipe_id,
-            col(Rating.user_id) == customer.user_id,
-        )
-    )
     now = utcnow()
-    values = {"username": customer.username, "score": score, "comment": comment, "updated_at": now}
-    inserted = (
-        await session.execute(
-            insert(Rating)
-            .values(recipe_id=recipe_id, user_id=customer.user_id, created_at=now, **values)
-            .on_conflict_do_update(constraint="uq_ratings_recipe_user", set_=values)
-            .returning(col(Rating.id), col(Rating.created_at))
-        )
-    ).one()
-    avg_rating, rating_count = await _move_aggregates(
-        session, recipe_id, delta=score - (previous or 0), added=1 if previous is None else 0
-    )
+    try:
+        rated = (
+            await session.execute(
+                _RATE,
+                {
+                    "recipe_id": recipe_id,
+                    "user_id": customer.user_id,
+                    "username": customer.username,
+                    "score": score,
+                    "comment": comment,
+                    "now": now,
+                },
+            )
+        ).one_or_none()
+    except IntegrityError as exc:
+        if not isinstance(exc.orig, ForeignKeyViolation):
+            raise
+        # The recipe was deleted between the statement's snapshot and its foreign-key check.
+        raise RecipeNotFound() from exc
+    if rated is None:
+        raise RecipeNotFound()
     outcome = RatingOutcome(
-        rating_id=inserted.id,
+        rating_id=rated.id,
         recipe_id=recipe_id,
         user_id=customer.user_id,
         username=customer.username,
         score=score,
         comment=comment,
-        created_at=inserted.created_at,
+        created_at=rated.created_at,
         updated_at=now,
-        previous_score=previous,
-        avg_rating=avg_rating,
-        rating_count=rating_count,
+        previous_score=rated.previous_score,
+        avg_rating=rated.avg_rating,
+        rating_count=rated.rating_count,
     )
-    await publish(_rating_added(outcome, recipe_title=title, seller_id=seller_id))
+    await publish(_rating_added(outcome, recipe_title=rated.title, seller_id=rated.seller_id))
     return outcome
-
-
-async def _lock_recipe(session: AsyncSession, recipe_id: int) -> tuple[str, int]:
-    """Lock the recipe row for this transaction; its title and seller."""
-    recipe = (
-        await session.execute(
-            select(col(Recipe.title), col(Recipe.seller_id))
-            .where(col(Recipe.id) == recipe_id)
-            .with_for_update()
-        )
-    ).one_or_none()
-    if recipe is None:
-        raise RecipeNotFound()
-    return recipe.title, recipe.seller_id
-
-
-async def _move_aggregates(
-    session: AsyncSession, recipe_id: int, *, delta: int, added: int
-) -> tuple[float, int]:
-    """Shift sum and count in SQL (never a recount); the new average and count."""
-    avg_rating, rating_count = (
-        await session.execute(
-            update(Recipe)
-            .where(col(Recipe.id) == recipe_id)
-            .values(
-                rating_sum=col(Recipe.rating_sum) + delta,
-                rating_count=col(Recipe.rating_count) + added,
-                avg_rating=cast(col(Recipe.rating_sum) + delta, Float)
-                / (col(Recipe.rating_count) + added),
-            )
-            .returning(col(Recipe.avg_rating), col(Recipe.rating_count))
-        )
-    ).one()
-    return avg_rating, rating_count
 
 
 def _rating_added(outcome: RatingOutcome, *, recipe_title: str, seller_id: int) -> RatingAdded:

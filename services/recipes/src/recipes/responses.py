@@ -20,19 +20,66 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag.removeprefix("W/") in candidates
 
 
+def _cache_headers(etag: str, *, max_age: int, private: bool) -> dict[str, str]:
+    cache_control = (
+        PRIVATE_CACHE_CONTROL if private else f"public, max-age={max_age}, must-revalidate"
+    )
+    return {"ETag": etag, "Cache-Control": cache_control, "Vary": "Authorization"}
+
+
 def cacheable_json(
     request: Request, payload: BaseModel, *, max_age: int, private: bool = False
 ) -> Response:
     """``payload`` as JSON with a validator; 304 without a body when the client has it already."""
     body = payload.model_dump_json().encode()
     etag = _etag(body)
-    cache_control = (
-        PRIVATE_CACHE_CONTROL if private else f"public, max-age={max_age}, must-revalidate"
-    )
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Authorization"}
+    headers = _cache_headers(etag, max_age=max_age, private=private)
     if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
+
+
+#: Bump when a release changes how a versioned body is written, so that clients holding an
+#: ETag of the old shape get the new body even though no data changed.
+BODY_FORMAT = "1"
+
+
+def versioned_etag(request: Request, version: int, *shaping: object) -> str:
+    """A validator from a data version instead of the body, so it is known before the query.
+
+    The body also depends on the URL as the client sent it (its absolute page links follow the
+    gateway's forwarded headers) and on the settings that shape it (``shaping``).
+    """
+    headers = request.headers
+    key = "\n".join(
+        [
+            BODY_FORMAT,
+            str(version),
+            str(request.url),
+            headers.get("x-forwarded-proto", ""),
+            headers.get("x-forwarded-host", ""),
+            *map(str, shaping),
+        ]
+    )
+    return 'W/"' + hashlib.sha256(key.encode()).hexdigest()[:40] + '"'
+
+
+def client_has(request: Request, etag: str) -> bool:
+    """The client named ``etag`` in If-None-Match (``*`` is left to the full response)."""
+    if_none_match = request.headers.get("if-none-match", "")
+    return if_none_match.strip() != "*" and _matches(if_none_match, etag)
+
+
+def versioned_json(request: Request, payload: BaseModel, *, etag: str, max_age: int) -> Response:
+    """Public ``payload`` as JSON under a version-derived ``etag``; 304 if the client has it."""
+    headers = _cache_headers(etag, max_age=max_age, private=False)
+    if _matches(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(payload.model_dump_json(), media_type="application/json", headers=headers)
+
+
+def not_modified(etag: str, *, max_age: int) -> Response:
+    return Response(status_code=304, headers=_cache_headers(etag, max_age=max_age, private=False))
 
 
 def page_url(request: Request, page: int) -> str:

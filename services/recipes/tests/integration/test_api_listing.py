@@ -1,3 +1,4 @@
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -6,6 +7,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, text
 
+from contracts import UserUpdated
+from recipes import service
 from servicekit.db import SessionMaker
 from tests.support import Users, create_recipe
 
@@ -269,7 +272,7 @@ async def test_etag_and_conditional_get(
     assert owner_view.headers["cache-control"].startswith("private")
 
 
-async def test_a_list_takes_the_same_number_of_queries_whatever_the_page_size(
+async def test_a_list_takes_one_statement_whatever_the_page_size(
     app: FastAPI, client: httpx.AsyncClient, session_maker: SessionMaker
 ) -> None:
     await seed(
@@ -291,4 +294,100 @@ async def test_a_list_takes_the_same_number_of_queries_whatever_the_page_size(
             counts.append(len(statements))
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert counts == [2, 2, 2]
+    assert counts == [1, 1, 1]
+
+
+async def test_a_conditional_get_is_answered_from_the_list_version_alone(
+    app: FastAPI, client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(session_maker, [{"title": f"r{i}"} for i in range(15)])
+    etag = (await client.get("/api/recipes/")).headers["etag"]
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = await client.get("/api/recipes/", headers={"If-None-Match": etag})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 304 and response.headers["etag"] == etag
+    assert len(statements) == 1 and "recipe_list_versions" in statements[0]
+    assert "public" in response.headers["cache-control"]
+
+
+async def test_list_etag_depends_on_the_url_the_client_saw(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(session_maker, [{"title": f"r{i}"} for i in range(15)])
+    first = (await client.get("/api/recipes/")).headers["etag"]
+    forwarded = {"X-Forwarded-Host": "recipes.example.org", "X-Forwarded-Proto": "https"}
+    for url, headers in [
+        ("/api/recipes/?page=2", {}),
+        ("/api/recipes/?ordering=title", {}),
+        ("/api/recipes/", forwarded),
+    ]:
+        other = await client.get(url, headers={**headers, "If-None-Match": first})
+        assert other.status_code == 200 and other.headers["etag"] != first
+        again = await client.get(url, headers={**headers, "If-None-Match": other.headers["etag"]})
+        assert again.status_code == 304
+
+
+async def test_every_change_to_a_recipe_invalidates_the_list_etag(
+    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker
+) -> None:
+    kept = await create_recipe(client, users.seller(7, "chef"))
+    doomed = await create_recipe(client, users.seller(7, "chef"), title="Doomed")
+    url = f"/api/recipes/{kept['id']}/"
+
+    async def rename_seller() -> None:
+        event = UserUpdated(
+            user_id=7,
+            username="renamed-chef",
+            email="chef@x.org",
+            role="seller",
+            date_joined=datetime.now(UTC),
+            updated_at=datetime.now(UTC),
+            version=2,
+        )
+        async with session_maker() as session, session.begin():
+            await service.rename_user(session=session, event=event)
+
+    def rate(score: int) -> Awaitable[httpx.Response]:
+        return client.post(url + "rate/", json={"score": score}, headers=users.customer())
+
+    changes: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("create", lambda: create_recipe(client, users.seller(7, "chef"), title="New")),
+        ("update", lambda: client.patch(url, json={"title": "Soup 2"}, headers=users.seller(7))),
+        ("rate", lambda: client.post(url + "rate/", json={"score": 4}, headers=users.customer())),
+        (
+            "re-rate",
+            lambda: client.post(url + "rate/", json={"score": 2}, headers=users.customer()),
+        ),
+        # No API field and no updated_at change: only the trigger on the table sees it.
+        ("rename", rename_seller),
+        ("delete", lambda: client.delete(f"/api/recipes/{doomed['id']}/", headers=users.seller(7))),
+    ]
+    for what, change in changes:
+        before = await client.get("/api/recipes/")
+        etag = before.headers["etag"]
+        assert (
+            await client.get("/api/recipes/", headers={"If-None-Match": etag})
+        ).status_code == 304
+        await change()
+        after = await client.get("/api/recipes/", headers={"If-None-Match": etag})
+        assert after.status_code == 200, what
+        assert after.headers["etag"] != etag and after.json() != before.json(), what
+
+
+async def test_a_rolled_back_change_keeps_the_list_etag(
+    client: httpx.AsyncClient, session_maker: SessionMaker
+) -> None:
+    await seed(session_maker, [{"title": "r"}])
+    etag = (await client.get("/api/recipes/")).headers["etag"]
+    async with session_maker() as session, session.begin():
+        await session.execute(text("UPDATE recipes SET title = 'changed'"))
+        await session.rollback()
+    assert (await client.get("/api/recipes/", headers={"If-None-Match": etag})).status_code == 304
