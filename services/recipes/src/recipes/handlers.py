@@ -36,7 +36,11 @@ async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
 
 
 def build_consumer(
-    session_maker: SessionMaker, *, retry_policy: RetryPolicy, prefetch: int = 32
+    session_maker: SessionMaker,
+    *,
+    retry_policy: RetryPolicy,
+    prefetch: int = 32,
+    batch_size: int = 1,
 ) -> Consumer:
     consumer = Consumer(
         queue=QUEUE_NAME,
@@ -44,6 +48,7 @@ def build_consumer(
         session_maker=session_maker,
         retry_policy=retry_policy,
         prefetch=prefetch,
+        batch_size=batch_size,
     )
     consumer.on(RecipeImageReady, on_image_ready)
     consumer.on(RecipeImageFailed, on_image_failed)

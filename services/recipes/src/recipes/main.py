@@ -57,7 +57,10 @@ def create_app(
 def build_worker_consumer(settings: Settings, session_maker: SessionMaker) -> Consumer:
     """The consumer of ``recipes.events``, as the worker runs it and ``migrate`` declares it."""
     return build_consumer(
-        session_maker, retry_policy=settings.retry_policy, prefetch=settings.prefetch
+        session_maker,
+        retry_policy=settings.retry_policy,
+        prefetch=settings.prefetch,
+        batch_size=settings.consumer_batch_size,
     )
 
 
