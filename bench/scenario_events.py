@@ -45,11 +45,13 @@ from servicekit.outbox import add_event
 #: What profiling showed limits the throughput goal; printed when it is not met.
 PIPELINE_LIMIT = (
     "CPU on 2 shared cores. Read from /proc during a run, an event costs about 1.7 ms of CPU"
-    " across the processes: consumer ~0.6 (half of it the handler's own INSERT through"
-    " SQLAlchemy, a third aio-pika receiving and acking), RabbitMQ ~0.4 (quorum publish,"
-    " delivery, ack), relay ~0.35, producer ~0.25, PostgreSQL ~0.15; the ceiling only"
-    f" publishes. The consumer, last to finish, already commits up to {BATCH_SIZE} events at once"
-    " and add_event notifies once per transaction: what is left is work per event."
+    " across the processes: consumer ~0.45-0.6 (half of it the handler's own INSERT through"
+    " SQLAlchemy, one round trip each; about a quarter aio-pika receiving and acking),"
+    " RabbitMQ ~0.4 (quorum publish, delivery, ack), relay ~0.35, producer ~0.25, PostgreSQL"
+    f" ~0.15; the ceiling only publishes. The consumer, last to finish, commits up to {BATCH_SIZE}"
+    " events at once and acks a committed batch with one ack when no earlier delivery is still"
+    " pending (about half the batches: concurrent batches often commit out of order);"
+    " add_event notifies once per transaction: what is left is work per event."
 )
 PER_TRANSACTION = 50
 PRODUCERS = 4

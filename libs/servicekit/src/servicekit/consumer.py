@@ -3,16 +3,18 @@
 For each message the consumer records the event id in the inbox and runs the handler in the same
 transaction; it acks only after that transaction commits. A redelivered or duplicated event
 finds its id in the inbox and is acked without running the handler again. A handler that raises
-sends the message to the next delay queue, and after the last attempt to ``<queue>.dlq``. A
-message that cannot be decoded (bad JSON, unknown event version, invalid payload) can never
-succeed, so it goes to the dead-letter queue at once, with the reason.
+sends the message to the next delay queue, and after the last attempt to ``<queue>.dlq``
+(``servicekit.redelivery``). A message that cannot be decoded (bad JSON, unknown event version,
+invalid payload) can never succeed, so it goes to the dead-letter queue at once, with the reason.
 
 Batches (``batch_size``): under load, the messages already delivered and waiting (never more:
 the consumer does not wait for a batch to fill) share one transaction: one multi-row inbox
-insert, the handlers one after another in the same session, one commit, then an ack for each.
-A commit per message is what limited a consumer to a few hundred events a second. If anything in
-a batch fails, the batch is rolled back and its messages are applied again one transaction each,
-so a poison message takes the normal retry and dead-letter path and the others commit. At most
+insert, the handlers one after another in the same session, one commit, then one
+``basic.ack(multiple=True)`` for the batch when no earlier delivery is still unsettled, else an
+ack for each (``servicekit.acks``). A commit per message is what limited a consumer to a few
+hundred events a second. If anything in a batch fails, the batch is rolled back and its messages
+are applied again one transaction each, so a poison message takes the normal retry and
+dead-letter path and the others commit. At most
 ``prefetch // batch_size`` batches run at once, so ``prefetch`` still bounds the messages held.
 The default, 1, keeps one transaction per message and ``prefetch`` handlers running side by
 side: batching suits short database-only handlers; a handler that does slow I/O (rendering,
@@ -24,47 +26,39 @@ media, whose handlers render and upload, keeps 1).
 import asyncio
 import logging
 import time
-import traceback
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Event, UnknownEventError, parse_event
-from servicekit.bus import (
-    Bus,
-    RetryPolicy,
-    dead_letter_queue_name,
-    retry_queue_name,
-)
+from servicekit.acks import Acknowledger
+from servicekit.bus import Bus, RetryPolicy
 from servicekit.db import SessionMaker
 from servicekit.logs import log_context
-from servicekit.metrics import (
-    CONSUMERS_ATTACHED,
-    EVENTS_CONSUMED,
-    EVENTS_DEAD_LETTERED,
-    EVENTS_RETRIED,
-    HANDLER_SECONDS,
-)
+from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outbox import add_event
+
+# Re-exported for callers that import them from here (servicekit.dead_letters).
+from servicekit.redelivery import ATTEMPT_HEADER as ATTEMPT_HEADER
+from servicekit.redelivery import REASON_HEADER as REASON_HEADER
+from servicekit.redelivery import Redelivery, describe_error
+from servicekit.redelivery import attempts_of as attempts_of
+from servicekit.redelivery import copy_message as copy_message
 from servicekit.tables import InboxMessage
 from servicekit.tracing import TRACER, extract_context, record_failure
 
 logger = logging.getLogger(__name__)
-
-ATTEMPT_HEADER = "x-attempt"
-REASON_HEADER = "x-dead-letter-reason"
-ORIGINAL_QUEUE_HEADER = "x-original-queue"
 
 E = TypeVar("E", bound=Event)
 
@@ -96,7 +90,7 @@ class EventContext:
 Handler = Callable[[EventContext, Any], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A decoded message and the handler it goes to."""
 
@@ -135,6 +129,8 @@ class Consumer:
         self._consumer_tag: str | None = None
         self._waiting: deque[AbstractIncomingMessage] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
+        #: Acks and nacks go through it: one ack for a committed batch when that is safe.
+        self.acks = Acknowledger()
 
     def on(self, model: type[E], handler: Callable[[EventContext, E], Awaitable[None]]) -> None:
         """Handle events of ``model``'s type (all versions this build knows)."""
@@ -181,6 +177,7 @@ class Consumer:
             await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.acks.delivered(message)
         self._waiting.append(message)
         self._start_batches()
 
@@ -211,14 +208,16 @@ class Consumer:
                 "batch of %d on %s failed (%s); applying its events one at a time",
                 len(deliveries),
                 self.queue,
-                _describe(exc),
+                describe_error(exc),
             )
             for delivery in deliveries:
-                await self.process(delivery.message)
+                with self._message_scope(delivery.message):
+                    await self._apply_one(delivery)
             return
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            EVENTS_CONSUMED.labels(self.queue, delivery.envelope.type, outcome).inc()
-            await _settle(delivery.message.ack())
+        counts = Counter(zip((d.envelope.type for d in deliveries), outcomes, strict=True))
+        for (event_type, outcome), count in counts.items():
+            EVENTS_CONSUMED.labels(self.queue, event_type, outcome).inc(count)
+        await self.acks.ack_committed([delivery.message for delivery in deliveries])
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         """Apply one message exactly once, then ack; on failure retry or dead-letter it.
@@ -232,39 +231,29 @@ class Consumer:
             except UNDECODABLE as exc:
                 await self._park_undecodable(message, exc)
                 return
-            started = time.perf_counter()
-            try:
-                [outcome] = await self._apply([delivery], span_each=False)
-            except Exception as exc:
-                record_failure(exc)
-                logger.warning(
-                    "handler for %s on %s failed", message.type, self.queue, exc_info=True
-                )
-                await self._retry_or_dead_letter(message, exc)
-                return
-            elapsed = time.perf_counter() - started
-            HANDLER_SECONDS.labels(self.queue, delivery.envelope.type).observe(elapsed)
-            EVENTS_CONSUMED.labels(self.queue, delivery.envelope.type, outcome).inc()
-            await _settle(message.ack())
+            await self._apply_one(delivery)
+
+    async def _apply_one(self, delivery: Delivery) -> None:
+        """Apply one decoded message in its own transaction, inside its message scope."""
+        message = delivery.message
+        started = time.perf_counter()
+        try:
+            [outcome] = await self._apply([delivery], span_each=False)
+        except Exception as exc:
+            record_failure(exc)
+            logger.warning("handler for %s on %s failed", message.type, self.queue, exc_info=True)
+            await self._redelivery().retry_or_dead_letter(message, exc, self.retry_policy)
+            return
+        elapsed = time.perf_counter() - started
+        HANDLER_SECONDS.labels(self.queue, delivery.envelope.type).observe(elapsed)
+        EVENTS_CONSUMED.labels(self.queue, delivery.envelope.type, outcome).inc()
+        await self.acks.ack(message)
 
     @contextmanager
     def _message_scope(self, message: AbstractIncomingMessage) -> Iterator[None]:
         """The message's consumer span (continuing the producer's trace) and log fields."""
-        attributes = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": self.queue,
-            "messaging.message.id": message.message_id,
-            "messaging.message.conversation_id": message.correlation_id,
-            "messaging.rabbitmq.attempt": attempts_of(message) + 1,
-        }
         with (
-            TRACER.start_as_current_span(
-                f"process {message.type or self.queue}",
-                context=extract_context(message.headers),
-                kind=SpanKind.CONSUMER,
-                attributes={k: v for k, v in attributes.items() if v is not None},
-            ),
+            self._span(message),
             log_context(
                 event_id=message.message_id,
                 correlation_id=message.correlation_id,
@@ -273,6 +262,27 @@ class Consumer:
             ),
         ):
             yield
+
+    def _span(self, message: AbstractIncomingMessage) -> AbstractContextManager[object]:
+        if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            # Tracing off: a span would record nothing; carrying the producer's trace context
+            # on (to log lines and the events the handler writes) is all it would do, and
+            # attaching that context does the same for a fraction of the CPU.
+            return _attached(extract_context(message.headers))
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": self.queue,
+            "messaging.message.id": message.message_id,
+            "messaging.message.conversation_id": message.correlation_id,
+            "messaging.rabbitmq.attempt": attempts_of(message) + 1,
+        }
+        return TRACER.start_as_current_span(
+            f"process {message.type or self.queue}",
+            context=extract_context(message.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+        )
 
     def _decode(self, message: AbstractIncomingMessage) -> Delivery:
         """The decoded message; raises one of ``UNDECODABLE`` if it can never succeed."""
@@ -290,9 +300,13 @@ class Consumer:
                     await self._park_undecodable(message, exc)
         return deliveries
 
+    def _redelivery(self) -> Redelivery:
+        assert self._bus is not None, "the consumer has not been started"
+        return Redelivery(self.queue, self._bus, self.acks)
+
     async def _park_undecodable(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         record_failure(exc)
-        await self._dead_letter(message, f"undecodable message: {exc}")
+        await self._redelivery().dead_letter(message, f"undecodable message: {exc}")
 
     async def _apply(self, deliveries: Sequence[Delivery], *, span_each: bool) -> list[str]:
         """Claim the events in the inbox and run the handlers of new ones; commit; outcomes."""
@@ -316,45 +330,6 @@ class Consumer:
             for event_type, seconds in timings:
                 HANDLER_SECONDS.labels(self.queue, event_type).observe(seconds)
         return outcomes
-
-    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, exc: Exception) -> None:
-        attempts = attempts_of(message) + 1
-        policy = self.retry_policy
-        if attempts >= policy.max_attempts:
-            reason = f"failed {attempts} attempts; last error: {_describe(exc)}"
-            await self._dead_letter(message, reason, attempts=attempts)
-            return
-        step = min(attempts - 1, len(policy.delays) - 1)
-        await self._forward(message, retry_queue_name(self.queue, step), {ATTEMPT_HEADER: attempts})
-        EVENTS_RETRIED.labels(self.queue).inc()
-
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, *, attempts: int | None = None
-    ) -> None:
-        logger.error(
-            "dead-lettering message %s from %s: %s", message.message_id, self.queue, reason
-        )
-        extra = {
-            REASON_HEADER: reason[:2000],
-            ORIGINAL_QUEUE_HEADER: self.queue,
-            "x-dead-lettered-at": datetime.now(UTC).isoformat(),
-            ATTEMPT_HEADER: attempts if attempts is not None else attempts_of(message),
-        }
-        await self._forward(message, dead_letter_queue_name(self.queue), extra)
-        EVENTS_DEAD_LETTERED.labels(self.queue).inc()
-
-    async def _forward(
-        self, message: AbstractIncomingMessage, queue: str, extra_headers: dict[str, Any]
-    ) -> None:
-        """Copy the message to another queue with confirms, then ack the original."""
-        assert self._bus is not None
-        try:
-            await self._bus.publish_to_queue(queue, copy_message(message, extra_headers))
-        except Exception:
-            logger.warning("could not forward to %s; message stays queued", queue, exc_info=True)
-            await _settle(message.nack(requeue=True))
-            return
-        await _settle(message.ack())
 
 
 #: One statement of the same text whatever the batch size, so it is compiled and prepared once.
@@ -380,36 +355,10 @@ async def _claim(
     return set(claimed)
 
 
-def copy_message(
-    message: AbstractIncomingMessage, extra_headers: dict[str, Any]
-) -> aio_pika.Message:
-    """The same body and properties with some headers added or replaced."""
-    return aio_pika.Message(
-        body=message.body,
-        headers={**(message.headers or {}), **extra_headers},
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-    )
-
-
-def attempts_of(message: AbstractIncomingMessage) -> int:
-    """How many times handling this message has failed so far."""
-    value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
-    return value if isinstance(value, int) else 0
-
-
-def _describe(exc: Exception) -> str:
-    return "".join(traceback.format_exception_only(exc)).strip()
-
-
-async def _settle(action: Awaitable[None]) -> None:
-    """Ack or nack; if the channel died meanwhile, the broker redelivers and the inbox dedups."""
+@contextmanager
+def _attached(trace_context: context.Context) -> Iterator[None]:
+    token = context.attach(trace_context)
     try:
-        await action
-    except Exception:
-        logger.warning("ack/nack failed (channel closed?); the message will be redelivered")
+        yield
+    finally:
+        context.detach(token)

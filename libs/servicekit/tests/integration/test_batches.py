@@ -3,6 +3,7 @@
 import asyncio
 import logging
 
+import aio_pika
 import pytest
 from sqlalchemy import text
 
@@ -149,3 +150,88 @@ async def test_a_batch_redelivered_after_its_commit_is_a_no_op(
 
 async def _is_set(event: asyncio.Event) -> bool:
     return event.is_set()
+
+
+async def queued_messages(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def test_a_committed_batch_is_acked_at_once_and_leaves_nothing_queued(
+    session_maker: SessionMaker, amqp_url: str
+) -> None:
+    consumer = await queued_consumer(amqp_url, session_maker, "t.batch_acks", TransactionRecorder())
+    bus = Bus(amqp_url)
+    await bus.connect()
+    await consumer.start(bus)
+
+    async def all_applied() -> bool:
+        return len(await effects(session_maker)) == COUNT
+
+    await eventually(all_applied)
+    await eventually(lambda: _holds(consumer.acks.unsettled == 0))
+    await consumer.stop()  # closing the channel would requeue any message left unacked
+    await bus.close()
+    assert consumer.acks.multiple_acks == 1
+    assert consumer.acks.messages_acked_together == COUNT - 1
+    assert await queued_messages(amqp_url, "t.batch_acks") == 0
+
+
+async def test_a_later_batch_committing_first_never_acks_an_earlier_uncommitted_message(
+    session_maker: SessionMaker, amqp_url: str, amqp_proxy: TcpProxy
+) -> None:
+    """The first message is held while later batches commit; then its transaction is lost.
+
+    Had a later batch's ack covered the first message's delivery tag, the broker would not
+    redeliver it and its effect would never happen.
+    """
+    first_attempt = True
+
+    async def hold_the_first_until_the_others_commit(
+        ctx: EventContext, event: RecipeDeleted
+    ) -> None:
+        nonlocal first_attempt
+        await record_effect(ctx, event)
+        if event.recipe_id == 0 and first_attempt:
+            first_attempt = False
+            await eventually(lambda: _holds(consumer.acks.unsettled == 1))
+            await amqp_proxy.cut()
+            raise RuntimeError("crashed before commit")
+
+    consumer = Consumer(
+        queue="t.batch_order",
+        producer="t",
+        session_maker=session_maker,
+        retry_policy=FAST,
+        prefetch=COUNT,
+        batch_size=COUNT // 3,
+    )
+    consumer.on(RecipeDeleted, hold_the_first_until_the_others_commit)
+    await declare_queues(amqp_url, [consumer])
+    publisher = Bus(amqp_url)
+    await publisher.connect()
+    await publisher.publish_many(
+        [(make_envelope(deleted(i), producer="test"), {}) for i in range(COUNT)]
+    )
+    await publisher.close()
+    bus = Bus(amqp_proxy.url_for(amqp_url))
+    await bus.connect()
+    await consumer.start(bus)
+    await eventually(lambda: _holds(not first_attempt))
+    await asyncio.sleep(0.3)
+    amqp_proxy.restore()
+
+    async def first_applied() -> bool:
+        return "0" in await effects(session_maker)
+
+    await eventually(first_applied, within=30)
+    await consumer.stop()
+    await bus.close()
+    assert sorted(await effects(session_maker), key=int) == [str(i) for i in range(COUNT)]
+
+
+async def _holds(condition: bool) -> bool:
+    return condition
