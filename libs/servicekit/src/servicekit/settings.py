@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from servicekit.bus import RetryPolicy
+from servicekit.db import DEFAULT_POOL_SIZE
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Who signs access tokens and for whom (the auth service and every verifier agree on these).
@@ -19,6 +20,11 @@ class ServiceSettings(BaseSettings):
     """Broker, database, retries, health: the same knobs in every service."""
 
     database_url: str = Field(description="the service's own PostgreSQL database")
+    database_pool_size: int = Field(
+        default=DEFAULT_POOL_SIZE,
+        ge=1,
+        description="most PostgreSQL connections one process holds (all kept open once opened)",
+    )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     retry_delays: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),

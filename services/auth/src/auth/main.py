@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
     """The API app; its lifespan relays the outbox (the broker may be down meanwhile)."""
     settings = settings or Settings()
     keys = keys or load_key_ring(settings)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_maker = create_session_maker(engine)
 
     @asynccontextmanager
@@ -115,7 +115,7 @@ async def prune_forever(session_maker: SessionMaker, *, interval: float) -> None
 
 async def _worker(settings: Settings) -> None:
     """Relay the outbox (beside the API's relays) and prune expired rows."""
-    engine = create_engine(settings.database_url, pool_size=2)
+    engine = create_engine(settings.database_url, pool_size=4)
     session_maker = create_session_maker(engine)
     messaging = Messaging(
         amqp_url=settings.amqp_url,
@@ -139,7 +139,7 @@ async def _worker(settings: Settings) -> None:
 
 
 async def _replay(settings: Settings) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(settings.database_url, pool_size=2)
     try:
         return await replay_users(create_session_maker(engine))
     finally:

@@ -116,7 +116,7 @@ async def restore_export_gauges_when_reachable(
 
 
 async def run_worker_process(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     messaging, readiness = build_worker(settings, engine)
     restoring = asyncio.create_task(
         restore_export_gauges_when_reachable(create_session_maker(engine), settings.backups_path),

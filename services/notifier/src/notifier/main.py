@@ -100,7 +100,7 @@ async def run_worker_process(settings: Settings) -> None:
     from servicekit.runtime import Messaging, run_worker
     from servicekit.ticks import TickEmitter
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     session_maker = create_session_maker(engine)
     consumer = build_consumer(session_maker, settings)
     emitter = TickEmitter(
