@@ -6,10 +6,13 @@ import psycopg
 from alembic import command, context
 from alembic.config import Config
 from psycopg import sql
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from servicekit.db import libpq_url
+
+#: The advisory lock migrations of one database take (any constant; one database per service).
+MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
 
 
 def run_alembic_env(metadata: MetaData, database_url: str) -> None:
@@ -22,6 +25,11 @@ def run_alembic_env(metadata: MetaData, database_url: str) -> None:
         return
     engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
+        # Replicas starting together (init containers of a rollout) would otherwise create the
+        # same tables at once and all but one fail; the others wait and find nothing to do.
+        # A session lock: it outlives the commit below and ends with the connection.
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
         context.configure(connection=connection, target_metadata=metadata)
         with context.begin_transaction():
             context.run_migrations()
