@@ -176,5 +176,6 @@ class RecipeImage(SQLModel, table=True):
     sha256: str = Field(sa_column=Column(String(64), nullable=False))
     size: int = Field(sa_column=Column(Integer, nullable=False))
     content_type: str = Field(sa_column=Column(String(32), nullable=False))
+    #: Stored EXTERNAL (migration 0003): images are compressed already, pglz only burns CPU.
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = _timestamp()

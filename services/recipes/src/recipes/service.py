@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -61,17 +62,26 @@ class ImageSigner:
     key: bytes
     ttl_seconds: int
 
-    def reference(self, recipe_id: int, image_version: int, image: UploadedImage) -> ImageReference:
+    def reference(self, original: RecipeImage) -> ImageReference:
         return image_reference(
-            recipe_id=recipe_id,
-            image_version=image_version,
-            sha256=image.sha256,
-            size=image.size,
-            content_type=image.content_type,
+            recipe_id=original.recipe_id,
+            image_version=original.image_version,
+            sha256=original.sha256,
+            size=original.size,
+            content_type=original.content_type,
             base_url=self.base_url,
             key=self.key,
             ttl_seconds=self.ttl_seconds,
         )
+
+
+@dataclass(frozen=True)
+class StoredOriginal:
+    """An original as the internal image endpoint serves it."""
+
+    data: bytes
+    content_type: str
+    sha256: str
 
 
 def _snapshot(recipe: Recipe, image: ImageReference | None) -> dict[str, Any]:
@@ -90,17 +100,18 @@ def _snapshot(recipe: Recipe, image: ImageReference | None) -> dict[str, Any]:
 
 def _store_original(
     session: AsyncSession, recipe_id: int, version: int, image: UploadedImage
-) -> None:
-    session.add(
-        RecipeImage(
-            recipe_id=recipe_id,
-            image_version=version,
-            sha256=image.sha256,
-            size=image.size,
-            content_type=image.content_type,
-            data=image.data,
-        )
+) -> RecipeImage:
+    # The digest of a multi-MB upload is worth computing once: the row and the event share it.
+    original = RecipeImage(
+        recipe_id=recipe_id,
+        image_version=version,
+        sha256=image.sha256,
+        size=image.size,
+        content_type=image.content_type,
+        data=image.data,
     )
+    session.add(original)
+    return original
 
 
 async def create_recipe(
@@ -128,8 +139,7 @@ async def create_recipe(
     assert recipe.id is not None
     reference = None
     if image is not None:
-        _store_original(session, recipe.id, 1, image)
-        reference = signer.reference(recipe.id, 1, image)
+        reference = signer.reference(_store_original(session, recipe.id, 1, image))
     await publish(RecipeCreated.model_validate(_snapshot(recipe, reference)))
     return recipe
 
@@ -174,8 +184,8 @@ async def update_recipe(
         recipe.image_failure_reason = None
         # Older originals are never needed again: a late result for them is ignored anyway.
         await session.execute(delete(RecipeImage).where(col(RecipeImage.recipe_id) == recipe.id))
-        _store_original(session, recipe.id, recipe.image_version, image)
-        reference = signer.reference(recipe.id, recipe.image_version, image)
+        original = _store_original(session, recipe.id, recipe.image_version, image)
+        reference = signer.reference(original)
     await session.flush()
     await publish(RecipeUpdated.model_validate(_snapshot(recipe, reference)))
     return recipe
@@ -192,10 +202,28 @@ async def delete_recipe(
     )
 
 
+#: Read on the driver's own cursor in binary format: a multi-MB bytea comes back ~4x faster than
+#: in the text (hex) format SQLAlchemy's cursors receive, with half the bytes on the wire.
+_ORIGINAL_QUERY = (
+    "SELECT data, content_type, sha256 FROM recipe_images"
+    " WHERE recipe_id = %s AND image_version = %s"
+)
+
+
 async def get_original(
     *, session: AsyncSession, recipe_id: int, image_version: int
-) -> RecipeImage | None:
-    return await session.get(RecipeImage, (recipe_id, image_version))
+) -> StoredOriginal | None:
+    """The stored original of this image version, if it is still kept."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)  # the psycopg dialect's own connection
+    async with driver.cursor(binary=True) as cursor:
+        await cursor.execute(_ORIGINAL_QUERY, (recipe_id, image_version))
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    data, content_type, sha256 = row
+    return StoredOriginal(data=data, content_type=content_type, sha256=sha256)
 
 
 async def _drop_originals(session: AsyncSession, recipe_id: int, up_to_version: int) -> None:

@@ -5,11 +5,13 @@ refused (413) without being stored; the image's type comes from its magic bytes 
 """
 
 import json
+import sys
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Message
 
 from recipes.images import UploadedImage, sniff_image_type
@@ -19,6 +21,9 @@ from servicekit.errors import ApiError
 FORM_OVERHEAD_BYTES = 1024 * 1024
 IMAGE_FIELDS = ("image", "original_image")
 TEXT_FIELDS = ("title", "description", "ingredients", "instructions")
+#: Parts a form may have: a few more than the fields above, far fewer than a flood.
+MAX_FILES = 4
+MAX_FIELDS = 50
 
 
 class PayloadTooLarge(ApiError):
@@ -50,6 +55,16 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, keeping file parts in memory.
+
+    The body it parses is already in memory, read under its cap: spooling an image over 1 MB to
+    a temporary file (the default) would only add a write and a read of it, in a thread.
+    """
+
+    spool_max_size = sys.maxsize
+
+
 def _replay(request: Request, body: bytes) -> Request:
     """A request over the same scope whose body is ``body`` (already read)."""
 
@@ -57,6 +72,19 @@ def _replay(request: Request, body: bytes) -> Request:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return Request(request.scope, receive)
+
+
+async def _parse_form(request: Request, body: bytes, media_type: str) -> FormData:
+    if media_type != "multipart/form-data":
+        return await _replay(request, body).form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+
+    async def stream() -> AsyncGenerator[bytes]:
+        yield body
+
+    parser = InMemoryMultiPartParser(
+        request.headers, stream(), max_files=MAX_FILES, max_fields=MAX_FIELDS
+    )
+    return await parser.parse()
 
 
 async def _image_of(upload: UploadFile, max_bytes: int) -> UploadedImage | None:
@@ -71,6 +99,17 @@ async def _image_of(upload: UploadFile, max_bytes: int) -> UploadedImage | None:
     return UploadedImage(data=data, content_type=content_type)
 
 
+async def _fields_and_image(
+    form: FormData, max_image_bytes: int
+) -> tuple[dict[str, Any], UploadedImage | None]:
+    fields = {k: v for k, v in form.items() if k in TEXT_FIELDS and isinstance(v, str)}
+    for name in IMAGE_FIELDS:
+        upload = form.get(name)
+        if isinstance(upload, UploadFile):
+            return fields, await _image_of(upload, max_image_bytes)
+    return fields, None
+
+
 async def read_recipe_input(
     request: Request, *, max_image_bytes: int
 ) -> tuple[dict[str, Any], UploadedImage | None]:
@@ -79,15 +118,11 @@ async def read_recipe_input(
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
-            async with _replay(request, body).form(max_files=4, max_fields=50) as form:
-                fields = {k: v for k, v in form.items() if k in TEXT_FIELDS and isinstance(v, str)}
-                image = None
-                for name in IMAGE_FIELDS:
-                    upload = form.get(name)
-                    if isinstance(upload, UploadFile):
-                        image = await _image_of(upload, max_image_bytes)
-                        break
-                return fields, image
+            form = await _parse_form(request, body, media_type)
+            try:
+                return await _fields_and_image(form, max_image_bytes)
+            finally:
+                await form.close()
         except MultiPartException as exc:
             raise MalformedBody(f"Multipart form parse error - {exc.message}") from exc
     if media_type in ("application/json", "") or media_type.endswith("+json"):
