@@ -66,7 +66,7 @@ class Report:
         for key, title in SCENARIOS.items():
             for note in self.rows[key].notes:
                 lines.append(f"- {title}: {note}")
-        lines += ["", "## Known bugs (kept as xfail tests)", ""]
+        lines += ["", "## Findings (a fixed one keeps its regression test)", ""]
         lines += [f"- {bug}" for bug in known_bugs.ALL] or ["- none"]
         return "\n".join(lines) + "\n"
 
