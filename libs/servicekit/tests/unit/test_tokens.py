@@ -1,5 +1,6 @@
 """The verifier every service uses accepts only genuine access tokens of the auth service."""
 
+import asyncio
 import base64
 import json
 import time
@@ -120,3 +121,53 @@ async def test_unknown_kid_triggers_one_refetch_then_the_new_key_is_trusted() ->
     principal = await verifier.verify(new.access_token(user_id=2, username="b", role="customer"))
     assert principal.user_id == 2
     assert fetches == 2
+
+
+def verifier_of(factory: TokenFactory, **options: Any) -> TokenVerifier:
+    jwks = factory.jwks()
+
+    async def fetch() -> dict[str, Any]:
+        return jwks
+
+    return TokenVerifier(fetch, issuer=factory.issuer, audience=factory.audience, **options)
+
+
+async def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    factory = TokenFactory()
+    verifier = verifier_of(factory, leeway=0.0)
+    token = factory.access_token(user_id=5, username="ann", role="seller", exp=int(time.time()) + 1)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) is first  # remembered, not decoded again
+    await asyncio.sleep(
+        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1
+    )
+    for _ in range(2):  # expired: refused, and not remembered either
+        with pytest.raises(TokenError):
+            await verifier.verify(token)
+
+
+async def test_a_withdrawn_key_stops_being_honoured_at_the_next_refetch() -> None:
+    old, new = TokenFactory(kid="old"), TokenFactory(kid="new")
+    published = old.jwks()
+
+    async def fetch() -> dict[str, Any]:
+        return published
+
+    verifier = TokenVerifier(
+        fetch, issuer=old.issuer, audience=old.audience, refetch_interval=0.0, cache_seconds=0.0
+    )
+    token = old.access_token(user_id=1, username="a", role="customer")
+    await verifier.verify(token)
+    published = new.jwks()  # the old key is withdrawn
+    await verifier.verify(new.access_token(user_id=2, username="b", role="customer"))
+    with pytest.raises(TokenError):
+        await verifier.verify(token)
+
+
+async def test_the_memory_is_bounded() -> None:
+    factory = TokenFactory()
+    verifier = verifier_of(factory, remembered_tokens=2)
+    tokens = [factory.access_token(user_id=n, username=f"u{n}", role="customer") for n in (1, 2, 3)]
+    principals = [await verifier.verify(token) for token in tokens]
+    assert await verifier.verify(tokens[2]) is principals[2]
+    assert await verifier.verify(tokens[0]) is not principals[0]  # forgotten, verified again
