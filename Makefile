@@ -11,9 +11,11 @@ PRESENT := $(wildcard $(PACKAGES))
 
 .PHONY: setup lint format test test-reliability up down logs status demo bench asyncapi pin
 
+# --compile-bytecode: machines here set PYTHONDONTWRITEBYTECODE, so without it every process
+# (service, CLI, test run) compiles its libraries again: ~2.5 s instead of ~1 s per start.
 setup:
 	scripts/ensure-uv
-	uv sync --all-packages --quiet
+	uv sync --all-packages --quiet --compile-bytecode
 
 lint: setup
 	uv run ruff check .
