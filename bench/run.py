@@ -1,6 +1,6 @@
 """Run the benchmarks: every scenario against its ceiling, measured in the same run.
 
-    uv run python bench/run.py                 # every scenario (~15 minutes)
+    uv run python bench/run.py                 # every scenario (~8 minutes)
     uv run python bench/run.py --quick         # smaller sizes, shorter runs (~3 minutes)
     uv run python bench/run.py recipe-list     # one scenario (or several)
 

@@ -48,10 +48,11 @@ WIDTH, HEIGHT = 4000, 3000
 #: Why the throughput goal is not met here (profiled); printed when not met.
 THROUGHPUT_LIMIT = (
     "Profiled with 20 queued (CPU per process from /proc, py-spy): per image the 2 render"
-    " processes spend ~0.29 s of CPU (the ceiling's own Pillow work), PostgreSQL ~0.08 s (the"
-    " 3.5 MB original stored as bytea, read back in text format to serve it), the recipes API"
-    " ~0.05 s (upload, serving the original), the media worker's loop ~0.035 s: ~0.47 s on the"
-    " same 2 cores, so even idle cores give at most ~1.2x one core of Pillow alone."
+    " processes spend ~0.29 s of CPU (the ceiling's own Pillow work) and everything else ~0.1 s"
+    " (the upload and the stored original in the recipes API and PostgreSQL, now read in binary"
+    " and stored uncompressed; fetch, storage and events in the media worker), all on the same"
+    " 2 cores as the 2 render processes: 1.6x one core of Pillow would need the render processes"
+    " to have both cores to themselves."
 )
 RESIZED_BOX = (800, 800)
 WEBP_WIDTHS = (200, 400, 800, 1600)
