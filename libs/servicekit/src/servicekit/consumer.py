@@ -48,13 +48,7 @@ from servicekit.db import SessionMaker
 from servicekit.logs import log_context
 from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outbox import add_event
-
-# Re-exported for callers that import them from here (servicekit.dead_letters).
-from servicekit.redelivery import ATTEMPT_HEADER as ATTEMPT_HEADER
-from servicekit.redelivery import REASON_HEADER as REASON_HEADER
-from servicekit.redelivery import Redelivery, describe_error
-from servicekit.redelivery import attempts_of as attempts_of
-from servicekit.redelivery import copy_message as copy_message
+from servicekit.redelivery import Redelivery, attempts_of, describe_error
 from servicekit.tables import InboxMessage
 from servicekit.tracing import TRACER, extract_context, record_failure
 

@@ -16,7 +16,7 @@ import aio_pika
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.bus import dead_letter_queue_name
-from servicekit.consumer import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
+from servicekit.redelivery import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
 
 
 class DeadLetterSettings(BaseSettings):
