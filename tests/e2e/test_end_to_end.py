@@ -10,9 +10,8 @@ never to check an effect.
 import csv
 import email
 import io
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
@@ -20,22 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningPlatform
+from conftest import RunningPlatform, wait_for
 from PIL import Image
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Gooseberry-Crumble-42"
-
-
-def wait_for(check: Callable[[], Any], *, within: float = 60.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 def photo_jpeg(width: int = 1600, height: int = 1200) -> bytes:

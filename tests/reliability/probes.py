@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,16 +34,6 @@ API_PORTS = {"auth": 8001, "recipes": 8002, "notifier": 8003}
 WORKER_PORTS = {"auth": 9001, "recipes": 9002, "notifier": 9003, "media": 9004, "backup": 9005}
 #: Marks the messages the poison test publishes on purpose (the accounting allows only these).
 POISON_HEADER = "x-reliability-poison"
-
-
-def wait_for(check: Callable[[], Any], *, within: float = 60.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 @dataclass

@@ -19,8 +19,9 @@ from pathlib import Path
 import platformctl
 import processes
 import pytest
+from conftest import wait_for
 
-from reliability.probes import Platform, wait_for
+from reliability.probes import Platform
 from reliability.report import Report
 from reliability.scenarios import ScenarioOutcome, run_scenario
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from conftest import wait_for
 
 from reliability.probes import (
     CONSUMER_QUEUES,
@@ -21,7 +22,6 @@ from reliability.probes import (
     Account,
     Platform,
     register,
-    wait_for,
 )
 from reliability.report import Report
 from reliability.scenarios import small_jpeg

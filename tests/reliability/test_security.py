@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from conftest import wait_for
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from reliability.probes import (
@@ -31,7 +32,6 @@ from reliability.probes import (
     register,
     sign_in,
     unique,
-    wait_for,
 )
 from reliability.report import Report
 from reliability.scenarios import small_jpeg

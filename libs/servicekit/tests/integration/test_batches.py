@@ -47,6 +47,17 @@ class TransactionRecorder:
         self.transactions[event.recipe_id] = int(transaction or 0)
 
 
+async def fill_queue(amqp_url: str, consumer: Consumer) -> None:
+    """Declare ``consumer``'s queues and put COUNT events in, before it starts."""
+    await declare_queues(amqp_url, [consumer])
+    publisher = Bus(amqp_url)
+    await publisher.connect()
+    await publisher.publish_many(
+        [(make_envelope(deleted(i), producer="test"), {}) for i in range(COUNT)]
+    )
+    await publisher.close()
+
+
 async def queued_consumer(
     amqp_url: str, session_maker: SessionMaker, queue: str, handler: TransactionRecorder
 ) -> Consumer:
@@ -60,13 +71,7 @@ async def queued_consumer(
         batch_size=COUNT,
     )
     consumer.on(RecipeDeleted, handler)
-    await declare_queues(amqp_url, [consumer])
-    publisher = Bus(amqp_url)
-    await publisher.connect()
-    await publisher.publish_many(
-        [(make_envelope(deleted(i), producer="test"), {}) for i in range(COUNT)]
-    )
-    await publisher.close()
+    await fill_queue(amqp_url, consumer)
     return consumer
 
 
@@ -210,13 +215,7 @@ async def test_a_later_batch_committing_first_never_acks_an_earlier_uncommitted_
         batch_size=COUNT // 3,
     )
     consumer.on(RecipeDeleted, hold_the_first_until_the_others_commit)
-    await declare_queues(amqp_url, [consumer])
-    publisher = Bus(amqp_url)
-    await publisher.connect()
-    await publisher.publish_many(
-        [(make_envelope(deleted(i), producer="test"), {}) for i in range(COUNT)]
-    )
-    await publisher.close()
+    await fill_queue(amqp_url, consumer)
     bus = Bus(amqp_proxy.url_for(amqp_url))
     await bus.connect()
     await consumer.start(bus)
