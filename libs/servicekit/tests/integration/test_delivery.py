@@ -70,10 +70,18 @@ async def test_event_committed_while_broker_unreachable_arrives_later(
     async def arrived() -> bool:
         return received == [str(envelope.event_id)]
 
-    await eventually(arrived)
-    assert await outbox_size(session_maker) == 0
-    await messaging.stop()
-    await connection.close()
+    async def outbox_drained() -> bool:
+        # The relay deletes the row in the transaction that published it: the consumer can see
+        # the message before that transaction commits.
+        return await outbox_size(session_maker) == 0
+
+    try:
+        await eventually(arrived)
+        await eventually(outbox_drained)
+        assert received == [str(envelope.event_id)]
+    finally:
+        await messaging.stop()
+        await connection.close()
 
 
 async def test_duplicate_publish_changes_state_once(
