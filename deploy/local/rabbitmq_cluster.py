@@ -152,16 +152,14 @@ class Cluster:
     def start_node(self, n: int) -> None:
         """Start node N's Erlang VM and RabbitMQ (detached); returns at once."""
         self._prepare()
-        log = self.node_dir(n) / "log" / "server.out"
-        with log.open("ab") as out:
-            subprocess.Popen(
-                [str(RABBITMQ_BIN / "rabbitmq-server")],
-                env=self._env(n),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
+            env=self._env(n),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
 
     def wait_node(self, n: int, timeout: float = 120.0) -> None:
         """Until node N has booted and sees every running peer (its management API says so).
