@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import RunningPlatform
-from rabbitmq_cluster import NODES, Cluster
+from rabbitmq_cluster import NODES, RABBITMQ_BIN, Cluster
 
 from reliability.probes import Account, Platform, register
 from reliability.report import Report
@@ -74,6 +74,8 @@ def rabbitmq_cluster(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> I
     Its own ports (below the ephemeral range), node names and data: it runs beside other test
     runs and their clusters. Destroyed at the end of the session.
     """
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        pytest.skip("needs RabbitMQ installed on this machine (scripts/ensure-infra installs it)")
     base = next(b for b in range(24000, 32000, 100) if cluster_ports_free(b))
     cluster = Cluster(
         base_dir=tmp_path_factory.mktemp("rabbitmq-cluster"), base_port=base, name=f"rc{run_id}"

@@ -12,15 +12,22 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
+import httpx
 import pytest
-from rabbitmq_cluster import NODES, Cluster
+from conftest import platform_on, wait_for
+from rabbitmq_cluster import CREDENTIALS, NODES, Cluster
 
 from contracts import EXCHANGE_NAME, RecipeDeleted, make_envelope
+from reliability.probes import CONSUMER_QUEUES, Platform
+from reliability.report import Report
+from reliability.scenarios import run_scenario
+from reliability.test_faults import assert_clean, disruptive, record
 from servicekit.bus import (
     Bus,
     HeaderValue,
@@ -29,11 +36,12 @@ from servicekit.bus import (
     retry_queue_name,
     send_to_queue,
 )
-from servicekit.testing import VhostAdmin
+from servicekit.testing import Infrastructure, VhostAdmin
 from servicekit.topology import BrokerAdmin, migrate_topology
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
 QUEUE = "smoke.events"
 EVENTS_PER_PHASE = 1000
 BATCH = 100
@@ -186,3 +194,146 @@ async def test_a_killed_queue_leader_loses_nothing_on_a_three_node_cluster(
         )
     finally:
         cluster_admin.delete(vhost)
+
+
+# --- the whole platform on the cluster (make test-reliability) ------------------------------
+
+#: How long a stopped or killed node stays away before it is brought back.
+NODE_OUTAGE_SECONDS = 5.0
+SERVICES = ("auth", "recipes", "media", "notifier", "backup")
+
+
+@pytest.fixture(scope="session")
+def cluster_platform(
+    cluster_infrastructure: Infrastructure,
+    cluster_admin: VhostAdmin,
+    rabbitmq_cluster: Cluster,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Platform]:
+    """The whole platform, its broker the cluster through haproxy (one address)."""
+    # migrate sets the queue policies through the cluster's management API, not the default.
+    settings = {
+        f"{service.upper()}_AMQP_MANAGEMENT_URL": rabbitmq_cluster.management_url
+        for service in SERVICES
+    }
+    whole(rabbitmq_cluster)
+    with platform_on(
+        cluster_infrastructure,
+        cluster_admin,
+        name=f"tc_{run_id}",
+        tmp_path_factory=tmp_path_factory,
+        settings=settings,
+    ) as running:
+        yield Platform(
+            running=running,
+            admin=cluster_admin,
+            management_api=rabbitmq_cluster.management_url + "/api",
+            credentials=CREDENTIALS,
+        )
+
+
+def retrying(call: Callable[[], T], *, within: float = 30.0) -> T:
+    """``call()``, retried while the management API is unreachable (its node just stopped:
+    haproxy needs a second to mark it down)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return call()
+        except (httpx.HTTPError, StopIteration, KeyError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@dataclass
+class NodeFaults:
+    """Stops and kills the nodes leading the platform's queues; records what it measured."""
+
+    cluster: Cluster
+    platform: Platform
+    notes: list[str] = field(default_factory=list)
+    failovers: list[float] = field(default_factory=list)
+    recoveries: list[float] = field(default_factory=list)
+
+    def leader(self, queue: str) -> int:
+        return retrying(lambda: self.cluster.leader(self.platform.vhost, queue))
+
+    def outage(self, queue: str, how: str) -> None:
+        """Take the node leading ``queue`` away (``stop_app`` or ``kill``), then bring it back."""
+        node = self.leader(queue)
+        started = time.monotonic()
+        if how == "stop_app":
+            self.cluster.stop_app(node)
+        else:
+            self.cluster.kill(node)
+        # The management API shows a new leader once its statistics caught up (seconds): an
+        # upper bound of the election itself (0.1-0.6 s measured with a client).
+        wait_for(lambda: self.leader(queue) != node, within=60, what=f"a new leader of {queue}")
+        failover = time.monotonic() - started
+        time.sleep(max(0.0, NODE_OUTAGE_SECONDS - failover))
+        if how == "stop_app":
+            self.cluster.start_app(node)
+        else:
+            self.cluster.start_and_wait(node)
+        wait_for(self.platform.all_ready, within=120, what="every process ready again")
+        recovered = time.monotonic() - started
+        self.failovers.append(failover)
+        self.recoveries.append(recovered)
+        self.notes.append(
+            f"{queue}: leader node {node} {how}: new leader seen after {failover:.1f} s, "
+            f"node back and every process ready after {recovered:.1f} s"
+        )
+
+    def rolling_restart(self) -> None:
+        for node in NODES:
+            started = time.monotonic()
+            self.cluster.restart_node(node)
+            wait_for(self.platform.all_ready, within=120, what="every process ready again")
+            self.notes.append(
+                f"rolling restart: node {node} stopped, started and every process ready "
+                f"after {time.monotonic() - started:.1f} s"
+            )
+
+    def run(self) -> list[str]:
+        for how in ("stop_app", "kill"):
+            for queue in CONSUMER_QUEUES:
+                self.outage(queue, how)
+        self.rolling_restart()
+        return self.notes
+
+
+@disruptive
+def test_the_platform_on_a_cluster_loses_nothing_when_every_leader_fails(
+    cluster_platform: Platform, rabbitmq_cluster: Cluster, reliability_report: Report
+) -> None:
+    """Each quorum queue's leader stopped gracefully, then killed with SIGKILL, then every node
+    restarted in turn, under the mixed load: every accepted request's effect exactly once, and
+    no dead letter, with nobody stepping in."""
+    faults = NodeFaults(whole(rabbitmq_cluster), cluster_platform)
+    outcome = run_scenario(
+        cluster_platform,
+        faults.run,
+        seed=5,
+        seconds=300.0,
+        fault_at=10.0,
+        fault_timeout=900.0,
+        settle_within=300.0,
+    )
+    record(
+        reliability_report,
+        "cluster",
+        outcome,
+        f"{len(CONSUMER_QUEUES)} leaders stop_app + {len(CONSUMER_QUEUES)} kill -9 + "
+        f"{len(NODES)} rolling restarts",
+    )
+    row = reliability_report.row("cluster")
+    if faults.failovers:
+        row.notes.append(
+            f"new leader visible in the management API after {min(faults.failovers):.1f}-"
+            f"{max(faults.failovers):.1f} s; node back and every process ready after "
+            f"{min(faults.recoveries):.1f}-{max(faults.recoveries):.1f} s"
+        )
+    dead = cluster_platform.unexpected_dead_letters()
+    row.notes.append(f"dead letters afterwards: {sum(dead.values())} ({dead})")
+    assert_clean(cluster_platform, outcome)
