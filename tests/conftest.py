@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,19 +88,24 @@ def _server_url(database_url: str) -> str:
     return urlunsplit(urlsplit(database_url)._replace(path="/"))
 
 
-@pytest.fixture(scope="session")
-def running_platform(
+@contextmanager
+def platform_on(
     infrastructure: Infrastructure,
     vhost_admin: VhostAdmin,
-    run_id: str,
+    *,
+    name: str,
     tmp_path_factory: pytest.TempPathFactory,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[RunningPlatform]:
-    vhost = f"t_{run_id}_platform"
-    db_prefix = f"t_{run_id}_"
+    """The whole platform on ``vhost_admin``'s broker (vhost and databases named ``name``),
+    with extra service ``settings``; stopped and its databases and vhost dropped afterwards."""
+    vhost = f"{name}_platform"
+    db_prefix = f"{name}_"
     offset = next(o for o in range(10000, 23000, 211) if ports_free(o))
     var_dir = tmp_path_factory.mktemp("platform") / "var"
     env = {
         **os.environ,
+        **(settings or {}),
         "PLATFORM_VAR_DIR": str(var_dir),
         "PLATFORM_DB_BASE_URL": _server_url(infrastructure.admin_database_url),
         "PLATFORM_DB_PREFIX": db_prefix,
@@ -124,6 +130,19 @@ def running_platform(
             names = c.execute(
                 "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (db_prefix,)
             ).fetchall()
-            for (name,) in names:
+            for (database,) in names:
                 drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                c.execute(drop.format(sql.Identifier(name)))
+                c.execute(drop.format(sql.Identifier(database)))
+
+
+@pytest.fixture(scope="session")
+def running_platform(
+    infrastructure: Infrastructure,
+    vhost_admin: VhostAdmin,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningPlatform]:
+    with platform_on(
+        infrastructure, vhost_admin, name=f"t_{run_id}", tmp_path_factory=tmp_path_factory
+    ) as running:
+        yield running

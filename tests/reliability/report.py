@@ -20,6 +20,7 @@ SCENARIOS = {
     "workers-killed": "Load + SIGKILL of a worker of each service",
     "broker-restart": "Load + broker restart (RELIABILITY_DISRUPTIVE)",
     "postgres-restart": "Load + PostgreSQL restart (RELIABILITY_DISRUPTIVE)",
+    "cluster": "Load on a 3-node RabbitMQ cluster, leaders stopped and killed (DISRUPTIVE)",
 }
 
 

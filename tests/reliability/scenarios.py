@@ -91,7 +91,14 @@ class MixedLoad:
     def close(self) -> None:
         self._client.close()
 
-    def run(self, seconds: float, *, during: Callable[[], None], fault_at: float) -> None:
+    def run(
+        self,
+        seconds: float,
+        *,
+        during: Callable[[], None],
+        fault_at: float,
+        fault_timeout: float = 120.0,
+    ) -> None:
         """Send the load for ``seconds``; call ``during`` (the fault) after ``fault_at`` seconds."""
         interval = 1.0 / self._per_second
         started = time.monotonic()
@@ -108,7 +115,7 @@ class MixedLoad:
                 pool.submit(self._one_request, self._random.random(), self._random.random())
                 tick += 1
                 time.sleep(max(0.0, started + tick * interval - now))
-        fault.join(timeout=120)
+        fault.join(timeout=fault_timeout)
         assert not fault.is_alive(), "the fault did not finish"
 
     def _one_request(self, kind: float, pick: float) -> None:
@@ -372,6 +379,8 @@ def run_scenario(
     seed: int,
     seconds: float = 24.0,
     fault_at: float = 8.0,
+    fault_timeout: float = 120.0,
+    settle_within: float = 150.0,
 ) -> ScenarioOutcome:
     """The load with ``fault`` in the middle, then the accounting."""
     load = MixedLoad(platform, seed=seed)
@@ -379,8 +388,13 @@ def run_scenario(
     try:
         load.prepare()
         with sampling_readiness(platform) as readiness:
-            load.run(seconds, during=lambda: notes.extend(fault()), fault_at=fault_at)
+            load.run(
+                seconds,
+                during=lambda: notes.extend(fault()),
+                fault_at=fault_at,
+                fault_timeout=fault_timeout,
+            )
     finally:
         load.close()
-    accounting = settle(platform, load.log)
+    accounting = settle(platform, load.log, within=settle_within)
     return ScenarioOutcome(load.log, readiness, accounting, notes)

@@ -1,12 +1,8 @@
-"""The connection to RabbitMQ: one topic exchange, publishing with confirms, queue topology.
+"""The connection to RabbitMQ: one topic exchange, publishing with confirms.
 
-Every consumer queue ``Q`` comes with:
-
-- ``Q``: a durable quorum queue bound to the exchange for the routing keys it handles. Its
-  ``x-delivery-limit`` dead-letters a message that keeps crashing the consumer before it can ack.
-- ``Q.retry.N``: one delay queue per retry step; its TTL dead-letters the message back to ``Q``
-  through the default exchange, so a retry reaches only the consumer that failed.
-- ``Q.dlq``: where a message is parked after its last attempt, for someone to inspect and replay.
+The queues of a consumer (``Q``, ``Q.retry.N``, ``Q.dlq``) and how they change between deploys
+are ``servicekit.topology``'s; their names and the retry settings are here, where publishers
+and consumers both find them.
 """
 
 import asyncio
@@ -19,10 +15,10 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
 )
+from pamqp.commands import Basic
 
 from contracts import EXCHANGE_NAME, Envelope
 from servicekit.metrics import EVENTS_PUBLISHED
@@ -135,45 +131,27 @@ class Bus:
         """Publish straight to one queue through the default exchange (retries, dead letters)."""
         if self._channel is None:
             raise RuntimeError("Bus.connect() was not called")
-        await self._channel.default_exchange.publish(
-            message, routing_key=queue, timeout=self.publish_timeout
-        )
+        await send_to_queue(self._channel, queue, message, timeout=self.publish_timeout)
 
-    async def declare_consumer_queue(
-        self,
-        channel: AbstractChannel,
-        queue: str,
-        routing_keys: Sequence[str],
-        policy: RetryPolicy,
-    ) -> AbstractQueue:
-        """Declare ``queue`` with its delay queues and dead-letter queue; bind it."""
-        await channel.declare_queue(dead_letter_queue_name(queue), durable=True)
-        for step, delay in enumerate(policy.delays):
-            await channel.declare_queue(
-                retry_queue_name(queue, step),
-                durable=True,
-                arguments={
-                    "x-message-ttl": int(delay * 1000),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": queue,
-                },
-            )
-        declared = await channel.declare_queue(
-            queue,
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": policy.delivery_limit,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": dead_letter_queue_name(queue),
-            },
-        )
-        exchange = await channel.declare_exchange(
-            self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        for key in routing_keys:
-            await declared.bind(exchange, routing_key=key)
-        return declared
+
+class UnroutableError(Exception):
+    """The broker confirmed a message it could not route (its queue does not exist)."""
+
+
+async def send_to_queue(
+    channel: AbstractChannel, queue: str, message: aio_pika.Message, *, timeout: float
+) -> None:
+    """Publish to one queue through the default exchange; return once the broker confirmed it.
+
+    ``channel`` must confirm publishes. The message is ``mandatory``: one the broker cannot
+    route (the queue is missing, e.g. being rebuilt by ``migrate``) is returned and raises
+    ``UnroutableError`` instead of counting as sent, so the caller keeps its original.
+    """
+    confirmation = await channel.default_exchange.publish(
+        message, routing_key=queue, mandatory=True, timeout=timeout
+    )
+    if not isinstance(confirmation, Basic.Ack):
+        raise UnroutableError(f"the broker could not route a message to queue {queue!r}")
 
 
 def envelope_message(envelope: Envelope, headers: Mapping[str, HeaderValue]) -> aio_pika.Message:

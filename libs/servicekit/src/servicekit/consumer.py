@@ -50,6 +50,7 @@ from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECO
 from servicekit.outbox import add_event
 from servicekit.redelivery import Redelivery, attempts_of, describe_error
 from servicekit.tables import InboxMessage
+from servicekit.topology import declare_topology
 from servicekit.tracing import TRACER, extract_context, record_failure
 
 logger = logging.getLogger(__name__)
@@ -148,9 +149,10 @@ class Consumer:
         self._bus = bus
         self._channel = await bus.connection.channel()
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        self._amqp_queue = await bus.declare_consumer_queue(
-            self._channel, self.queue, self.routing_keys, self.retry_policy
+        await declare_topology(
+            bus.connection, bus.exchange_name, self.queue, self.routing_keys, self.retry_policy
         )
+        self._amqp_queue = await self._channel.get_queue(self.queue, ensure=True)
         self._consumer_tag = await self._amqp_queue.consume(self._on_message)
         CONSUMERS_ATTACHED.labels(self.queue).set(1)
 

@@ -2,7 +2,8 @@
 
 ``QUEUE`` is the consumer queue (``recipes.events``), not its ``.dlq``. ``show`` takes messages
 and puts them back (nothing is lost if it dies); ``replay`` republishes each dead letter to its
-queue with its attempt count reset, confirmed by the broker, before removing it from the DLQ.
+queue with its attempt count reset, confirmed by the broker (and refused if the queue is
+missing, never dropped), before removing it from the DLQ.
 """
 
 import argparse
@@ -15,7 +16,7 @@ from typing import Any
 import aio_pika
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.bus import dead_letter_queue_name
+from servicekit.bus import dead_letter_queue_name, send_to_queue
 from servicekit.redelivery import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
 
 
@@ -81,9 +82,10 @@ async def replay(amqp_url: str, queue: str, limit: int | None = None) -> int:
             message = await dlq.get(no_ack=False, fail=False)
             if message is None:
                 break
-            await channel.default_exchange.publish(
+            await send_to_queue(
+                channel,
+                queue,
                 copy_message(message, {ATTEMPT_HEADER: 0, REASON_HEADER: None}),
-                routing_key=queue,
                 timeout=10,
             )
             await message.ack()

@@ -1,8 +1,11 @@
 """Where a message goes when it cannot be applied: the next delay queue, or ``<queue>.dlq``.
 
-The message is copied there with confirms and only then acked; if the copy cannot be published,
-it is nacked back to its queue and tried again later. Headers say how many attempts failed and,
-in the dead-letter queue, why and from which queue (``servicekit.dead_letters`` reads them).
+The message is copied there with confirms and only then acked; if the copy cannot be published
+(or cannot be routed: ``mandatory``), it is nacked back to its queue and tried again later. A
+retry carries its delay as its own expiration: the delay queue dead-letters it back when it
+expires (``servicekit.topology`` says why the delay is not the queue's). Headers say how many
+attempts failed and, in the dead-letter queue, why and from which queue
+(``servicekit.dead_letters`` reads them).
 """
 
 import logging
@@ -43,7 +46,12 @@ class Redelivery:
             await self.dead_letter(message, reason, attempts=attempts)
             return
         step = min(attempts - 1, len(policy.delays) - 1)
-        await self._forward(message, retry_queue_name(self.queue, step), {ATTEMPT_HEADER: attempts})
+        await self._forward(
+            message,
+            retry_queue_name(self.queue, step),
+            {ATTEMPT_HEADER: attempts},
+            expiration=policy.delays[step],
+        )
         EVENTS_RETRIED.labels(self.queue).inc()
 
     async def dead_letter(
@@ -62,11 +70,17 @@ class Redelivery:
         EVENTS_DEAD_LETTERED.labels(self.queue).inc()
 
     async def _forward(
-        self, message: AbstractIncomingMessage, queue: str, extra_headers: dict[str, Any]
+        self,
+        message: AbstractIncomingMessage,
+        queue: str,
+        extra_headers: dict[str, Any],
+        *,
+        expiration: float | None = None,
     ) -> None:
         """Copy the message to another queue with confirms, then ack the original."""
+        copy = copy_message(message, extra_headers, expiration=expiration)
         try:
-            await self.bus.publish_to_queue(queue, copy_message(message, extra_headers))
+            await self.bus.publish_to_queue(queue, copy)
         except Exception:
             logger.warning("could not forward to %s; message stays queued", queue, exc_info=True)
             await self.acks.requeue(message)
@@ -75,9 +89,15 @@ class Redelivery:
 
 
 def copy_message(
-    message: AbstractIncomingMessage, extra_headers: dict[str, Any]
+    message: AbstractIncomingMessage,
+    extra_headers: dict[str, Any],
+    *,
+    expiration: float | None = None,
 ) -> aio_pika.Message:
-    """The same body and properties with some headers added or replaced."""
+    """The same body and properties with some headers added or replaced.
+
+    ``expiration`` (seconds) makes the copy expire: in a delay queue, that is the retry's delay.
+    """
     return aio_pika.Message(
         body=message.body,
         headers={**(message.headers or {}), **extra_headers},
@@ -88,6 +108,7 @@ def copy_message(
         timestamp=message.timestamp,
         type=message.type,
         app_id=message.app_id,
+        expiration=expiration,
     )
 
 

@@ -11,9 +11,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import aio_pika
 import uvicorn
 from fastapi import FastAPI
 
+from contracts import EXCHANGE_NAME
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
@@ -22,6 +24,7 @@ from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
 from servicekit.ticks import TickEmitter
+from servicekit.topology import BrokerAdmin, default_management_url, migrate_topology, vhost_of
 from servicekit.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
@@ -95,23 +98,28 @@ class Messaging:
         await self.bus.close()
 
 
-async def declare_queues(amqp_url: str, consumers: Sequence[Consumer]) -> None:
-    """Declare the consumers' queues, delay queues, DLQs and bindings, then disconnect.
+async def declare_queues(
+    amqp_url: str, consumers: Sequence[Consumer], *, management_url: str | None = None
+) -> None:
+    """Bring the consumers' queues, delay queues, DLQs, bindings and policies up to date.
 
-    Each service's ``migrate`` runs this, so that the queues exist before any service publishes:
-    the exchange drops a message that no queue is bound for yet.
+    Each service's ``migrate`` runs this, so that the queues exist before any service publishes
+    (the exchange drops a message that no queue is bound for yet) and so that changed retry
+    settings and queues of an earlier version are migrated (``servicekit.topology``). The
+    management API (``management_url``, default: port 15672 of the AMQP host) sets the policies.
     """
-    bus = Bus(amqp_url)
-    await bus.connect()
-    try:
-        channel = await bus.connection.channel()
+    admin = BrokerAdmin(management_url or default_management_url(amqp_url), vhost_of(amqp_url))
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
         for consumer in consumers:
-            await bus.declare_consumer_queue(
-                channel, consumer.queue, consumer.routing_keys, consumer.retry_policy
+            await migrate_topology(
+                connection,
+                admin,
+                EXCHANGE_NAME,
+                consumer.queue,
+                consumer.routing_keys,
+                consumer.retry_policy,
             )
-        await channel.close()
-    finally:
-        await bus.close()
 
 
 async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, port: int) -> None:

@@ -26,13 +26,22 @@ class ServiceSettings(BaseSettings):
         description="most PostgreSQL connections one process holds (all kept open once opened)",
     )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
+    amqp_management_url: str | None = Field(
+        default=None,
+        description="RabbitMQ management API, where `migrate` sets the queue policies "
+        "(default: port 15672 of the AMQP host, same user)",
+    )
     retry_delays: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),
         min_length=1,
-        description="seconds before each retry of a failed event (JSON list); then the DLQ",
+        description="seconds before each retry of a failed event (JSON list); then the DLQ; "
+        "may change between deploys",
     )
     delivery_limit: int = Field(
-        default=20, ge=1, description="deliveries without ack before the broker dead-letters"
+        default=20,
+        ge=1,
+        description="deliveries without ack before the broker dead-letters "
+        "(a policy `migrate` sets; may change between deploys)",
     )
     prefetch: int = Field(default=32, ge=1, description="events handled at once per consumer")
     consumer_batch_size: int = Field(

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -34,6 +35,7 @@ from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
 from servicekit.db import libpq_url
 from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 from servicekit.tokens import TokenVerifier
+from servicekit.topology import consumer_queue_policy, policy_name
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -177,6 +179,22 @@ class VhostAdmin:
                     headers={"X-Reason": "test closes connections"},
                 )
         return len(conns)
+
+    def queues(self, vhost: str) -> list[dict[str, Any]]:
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            response = client.get(f"{self._base}/queues/{quote(vhost, safe='')}")
+            response.raise_for_status()
+            body: list[dict[str, Any]] = response.json()
+            return body
+
+    def policy(self, vhost: str, name: str) -> dict[str, Any]:
+        with httpx.Client(auth=self._auth, timeout=10) as client:
+            response = client.get(
+                f"{self._base}/policies/{quote(vhost, safe='')}/{quote(name, safe='')}"
+            )
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
 
     def queue(self, vhost: str, queue: str) -> dict[str, object]:
         with httpx.Client(auth=self._auth, timeout=10) as client:
@@ -384,14 +402,24 @@ def queue_arguments(vhost_admin: VhostAdmin, vhost: Vhost, queue: str) -> dict[s
 def assert_queue_topology(
     vhost_admin: VhostAdmin, vhost: Vhost, queue: str, policy: RetryPolicy
 ) -> None:
-    """``queue`` is a quorum queue with its delivery limit, delay queues and dead-letter queue."""
-    arguments = queue_arguments(vhost_admin, vhost, queue)
+    """``queue`` and its delay and dead-letter queues are quorum queues that dead-letter
+    at-least-once, and its policy carries the delivery limit (what ``migrate`` leaves)."""
+    found = vhost_admin.queue(vhost.name, queue)
+    arguments = found["arguments"]
+    assert isinstance(arguments, dict)
     assert arguments["x-queue-type"] == "quorum"
-    assert arguments["x-delivery-limit"] == policy.delivery_limit
-    for step, delay in enumerate(policy.delays):
+    assert arguments["x-dead-letter-strategy"] == "at-least-once"
+    # The policy itself: the queue's own view of it follows a few seconds later (statistics).
+    applied = vhost_admin.policy(vhost.name, policy_name(queue))
+    assert applied["pattern"] == f"^{re.escape(queue)}$"
+    assert applied["definition"] == consumer_queue_policy(policy)
+    for step in range(len(policy.delays)):
         retry = queue_arguments(vhost_admin, vhost, retry_queue_name(queue, step))
-        assert retry["x-message-ttl"] == int(delay * 1000)
-    assert vhost_admin.queue(vhost.name, dead_letter_queue_name(queue))["durable"] is True
+        assert retry["x-queue-type"] == "quorum"
+        assert retry["x-dead-letter-routing-key"] == queue
+        assert retry["x-dead-letter-strategy"] == "at-least-once"
+    dlq = queue_arguments(vhost_admin, vhost, dead_letter_queue_name(queue))
+    assert dlq["x-queue-type"] == "quorum"
 
 
 @pytest.fixture

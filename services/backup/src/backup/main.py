@@ -140,7 +140,9 @@ def migrate(settings: Settings) -> None:
     upgrade_database(SERVICE_DIR, settings.database_url)
     # Declaring needs no database: this engine is never connected.
     consumer = build_consumer(settings, create_session_maker(create_engine(settings.database_url)))
-    asyncio.run(declare_queues(settings.amqp_url, [consumer]))
+    asyncio.run(
+        declare_queues(settings.amqp_url, [consumer], management_url=settings.amqp_management_url)
+    )
 
 
 def run_now(settings: Settings) -> int:

@@ -107,7 +107,9 @@ async def declare_worker_queue(settings: Settings) -> None:
     pipeline = build_pipeline(settings, session_maker)
     try:
         consumer = build_consumer(settings, session_maker, pipeline)
-        await declare_queues(settings.amqp_url, [consumer])
+        await declare_queues(
+            settings.amqp_url, [consumer], management_url=settings.amqp_management_url
+        )
     finally:
         pipeline.renderer.close()
         await pipeline.fetcher.aclose()

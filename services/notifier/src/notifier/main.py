@@ -146,7 +146,9 @@ def migrate(settings: Settings) -> None:
     upgrade_database(SERVICE_DIR, settings.database_url)
     # Declaring needs no database: this engine is never connected.
     consumer = build_consumer(create_session_maker(create_engine(settings.database_url)), settings)
-    asyncio.run(declare_queues(settings.amqp_url, [consumer]))
+    asyncio.run(
+        declare_queues(settings.amqp_url, [consumer], management_url=settings.amqp_management_url)
+    )
 
 
 async def send_digest(settings: Settings, digest_date: date | None = None) -> tuple[int, int]:

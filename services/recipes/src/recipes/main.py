@@ -90,7 +90,9 @@ def migrate(settings: Settings) -> None:
     # Declaring needs no database: this engine is never connected.
     session_maker = create_session_maker(create_engine(settings.database_url))
     consumer = build_worker_consumer(settings, session_maker)
-    asyncio.run(declare_queues(settings.amqp_url, [consumer]))
+    asyncio.run(
+        declare_queues(settings.amqp_url, [consumer], management_url=settings.amqp_management_url)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
