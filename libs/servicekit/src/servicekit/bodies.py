@@ -45,7 +45,7 @@ def _is_json(scope: Scope) -> bool:
     """What FastAPI will parse as JSON: a JSON media type, or none declared at all."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
     return True
 
