@@ -79,6 +79,7 @@ def build_transport(settings: Settings) -> Transport:
         password=settings.smtp_password.get_secret_value(),
         use_tls=settings.smtp_use_tls,
         start_tls=settings.smtp_start_tls,
+        cert_bundle=settings.smtp_cert_bundle,
         timeout=settings.smtp_timeout,
     )
 
