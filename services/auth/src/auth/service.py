@@ -65,13 +65,20 @@ def _username_problems(username: str) -> list[str]:
 
 
 def normalize_email(email: str) -> str:
-    """The normalised address; raises FieldErrors when it is not a valid email address."""
+    """The address as it will be mailed; raises FieldErrors when it is not one.
+
+    Every accepted address must be one the notifier can send to (issue 16 row 9): an
+    internationalised domain is stored in its ASCII (IDNA, punycode) form, and a local part
+    with characters outside ASCII, which needs SMTPUTF8 (not supported), is refused here.
+    """
     if not email.strip():
         raise FieldErrors({"email": [REQUIRED]})
     try:
-        return validate_email(email.strip(), check_deliverability=False).normalized
+        valid = validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise FieldErrors({"email": ["Enter a valid email address."]}) from exc
+    assert valid.ascii_email is not None  # allow_smtputf8=False: the whole address is ASCII
+    return valid.ascii_email
 
 
 async def _email_taken(session: AsyncSession, email: str, *, except_id: int | None = None) -> bool:
