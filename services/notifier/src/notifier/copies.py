@@ -7,7 +7,7 @@ events arriving out of order leave the newest state.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -69,10 +69,26 @@ async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
 
 
 async def queue_welcome(session: AsyncSession, *, user_id: int, at: datetime) -> None:
-    """Plan the welcome mail; the dispatcher sends it (once: one welcome row per user)."""
+    """Plan the welcome mail for a user the copy knows as active; the dispatcher sends it.
+
+    Called for every ``user.registered``, whether or not it changed the copy: a newer
+    ``user.updated`` applied first must not cost the welcome (issue 15 item 10), while a
+    tombstone or an inactive copy means there is no one to welcome. One welcome row per user
+    (a unique index) makes it happen once whatever the order and the redeliveries.
+    """
+    live = select(
+        literal(MailKind.WELCOME.value),
+        col(Recipient.user_id),
+        literal(at),
+        literal(DeliveryStatus.PENDING.value),
+    ).where(
+        col(Recipient.user_id) == user_id,
+        col(Recipient.active),
+        col(Recipient.deleted).is_(False),
+    )
     await session.execute(
         insert(Delivery)
-        .values(kind=MailKind.WELCOME, user_id=user_id, as_of=at, status=DeliveryStatus.PENDING)
+        .from_select(["kind", "user_id", "as_of", "status"], live)
         .on_conflict_do_nothing()
     )
 

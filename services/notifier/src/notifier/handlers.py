@@ -18,8 +18,8 @@ from servicekit.db import SessionMaker
 
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
-    if await copies.apply_user(ctx.session, event) and event.is_active:
-        await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
+    await copies.apply_user(ctx.session, event)
+    await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
 
 
 async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
