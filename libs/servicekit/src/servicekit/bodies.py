@@ -3,8 +3,8 @@
 Python's JSON parser recurses once per level, so a body nested 20,000 deep raised
 ``RecursionError`` inside the route and answered 500 (issue 16 row 6). No API of the platform
 takes more than a few levels or more than a few kilobytes of JSON (images are multipart uploads,
-which this does not read), so both limits are generous and fixed: a client over either gets a 400,
-as the original backend answered a body over its size limit.
+which this does not read), so both limits are generous and fixed. Too deep is a 400 (a parse
+error); too large is a 413, as the platform already answers an upload over its limit.
 
 The depth is found without parsing: brackets inside strings are dropped first, and only a body
 with more opening brackets than the limit is scanned at all, so ordinary bodies cost one regular
@@ -70,13 +70,15 @@ class JsonBodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_JSON_BYTES:
-                await _refuse(f"Request body exceeds {MAX_JSON_BYTES} bytes.", scope, send)
+                detail = f"Request body exceeds {MAX_JSON_BYTES} bytes."
+                await _refuse(413, detail, "payload_too_large", scope, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if json_depth_exceeds(body):
-            await _refuse(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.", scope, send)
+            detail = f"JSON nested deeper than {MAX_JSON_DEPTH} levels."
+            await _refuse(400, detail, "parse_error", scope, send)
             return
         replayed = False
 
@@ -90,8 +92,8 @@ class JsonBodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-async def _refuse(detail: str, scope: Scope, send: Send) -> None:
-    response = JSONResponse(error_body(detail, "parse_error"), 400)
+async def _refuse(status: int, detail: str, code: str, scope: Scope, send: Send) -> None:
+    response = JSONResponse(error_body(detail, code), status)
 
     async def nothing() -> Message:
         return {"type": "http.disconnect"}

@@ -1,4 +1,4 @@
-"""JSON body limits: a deep or oversized body is a 400 before any route parses it."""
+"""JSON body limits: a deep (400) or oversized (413) body is refused before any route parses it."""
 
 import json
 from typing import Any
@@ -50,9 +50,10 @@ async def test_the_depth_limit_holds_for_every_body_parsed_as_json(
     assert response.status_code == 400
 
 
-async def test_a_body_over_the_size_limit_is_a_400() -> None:
+async def test_a_body_over_the_size_limit_is_a_413() -> None:
     response = await post(json.dumps({"value": "x" * MAX_JSON_BYTES}).encode())
-    assert response.status_code == 400
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
     assert str(MAX_JSON_BYTES) in response.json()["detail"]
 
 

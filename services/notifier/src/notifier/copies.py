@@ -7,14 +7,22 @@ events arriving out of order leave the newest state.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, literal, select, update
+from sqlalchemy import and_, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts import RatingAdded, RecipeCreated, RecipeDeleted, UserDeleted
 from contracts.events import UserSnapshot
-from notifier.models import Delivery, DeliveryStatus, MailKind, Rating, Recipe, Recipient
+from notifier.models import (
+    Delivery,
+    DeliveryStatus,
+    MailKind,
+    Preference,
+    Rating,
+    Recipe,
+    Recipient,
+)
 from servicekit.tables import utcnow
 
 
@@ -41,7 +49,8 @@ async def apply_user(session: AsyncSession, event: UserSnapshot) -> bool:
 
 
 async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
-    """Tombstone the copy (an older update arriving late must not bring the user back)."""
+    """Tombstone the copy (an older update arriving late must not bring the user back), drop
+    the user's preferences and skip their pending mail."""
     stmt = insert(Recipient).values(
         user_id=event.user_id,
         username=event.username,
@@ -58,6 +67,7 @@ async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
         where=col(Recipient.version) < event.version,
     )
     await session.execute(stmt)
+    await session.execute(delete(Preference).where(col(Preference.user_id) == event.user_id))
     await session.execute(
         update(Delivery)
         .where(

@@ -15,6 +15,7 @@ from notifier.settings import DIGEST_SCAN_JOB, QUEUE_NAME, SERVICE_NAME, Setting
 from servicekit.bus import RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
+from servicekit.revocation import record_user_state
 
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
@@ -23,10 +24,15 @@ async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
 
 
 async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
+    await record_user_state(
+        ctx.session, user_id=event.user_id, version=event.version, revoked=not event.is_active
+    )
     await copies.apply_user(ctx.session, event)
 
 
 async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
+    # First: the user's preference changes wait for this transaction, then are refused.
+    await record_user_state(ctx.session, user_id=event.user_id, version=event.version, revoked=True)
     await copies.apply_user_deleted(ctx.session, event)
 
 
