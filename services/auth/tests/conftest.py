@@ -41,8 +41,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         # Cheap hashes keep the suite fast; the OWASP defaults are tested in test_passwords.
         argon2_memory_cost=1024,
         argon2_time_cost=1,
-        login_failures_per_username=3,
+        login_failures_per_account_and_address=3,
         login_failures_per_address=5,
+        login_failures_per_username=6,
     )
 
 

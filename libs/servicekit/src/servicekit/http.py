@@ -14,6 +14,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.bodies import JsonBodyLimitMiddleware
 from servicekit.errors import (
     ERROR_DESCRIPTIONS,
     ErrorBody,
@@ -177,8 +178,9 @@ def _documented(status: int, model: type[BaseModel]) -> dict[str, Any]:
 
 
 def install_http_basics(app: FastAPI) -> None:
-    """Error handlers, request-id and metrics middleware, ``/healthz`` ``/readyz`` ``/metrics``."""
+    """Error handlers, request-id and metrics middleware, JSON body limits, health routes."""
     install_error_handlers(app)
     document_errors_as_answered(app)
+    app.add_middleware(JsonBodyLimitMiddleware)  # inside: refusals get a request id and a metric
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)

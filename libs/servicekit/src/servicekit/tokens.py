@@ -11,6 +11,10 @@ cost a quarter of a rating's CPU; so a verified token's principal is remembered,
 whole token string (any change to it is another key), until the token expires. The memory is
 bounded (oldest forgotten first) and emptied whenever the published key set changes, so a key
 withdrawn from the set stops being honoured at the next refetch, as without the memory.
+
+A valid token of a user deleted or deactivated since it was issued is refused too, when the app
+sets ``app.state.revoked_users`` (a ``RevocationCheck``, see ``servicekit.revocation``): checked
+on every request, never remembered, so it holds from the moment the service applies the event.
 """
 
 import asyncio
@@ -28,6 +32,8 @@ from servicekit.errors import NotAuthenticated, PermissionDenied
 from servicekit.settings import TokenSettings
 
 JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
+#: ``user_id -> revoked?``: the user was deleted or deactivated after the token was issued.
+RevocationCheck = Callable[[int], Awaitable[bool]]
 
 INVALID_TOKEN = "Given token not valid for any token type"
 
@@ -183,11 +189,22 @@ async def current_principal(
         )
     verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return await verifier.verify(credentials.credentials)
+        principal = await verifier.verify(credentials.credentials)
     except TokenError as exc:
         raise NotAuthenticated(
             INVALID_TOKEN, code="token_not_valid", headers={"WWW-Authenticate": "Bearer"}
         ) from exc
+    revoked: RevocationCheck | None = getattr(request.app.state, "revoked_users", None)
+    if revoked is not None and await revoked(principal.user_id):
+        raise revoked_user()
+    return principal
+
+
+def revoked_user() -> NotAuthenticated:
+    """The 401 for a valid token of a user since deleted or deactivated."""
+    return NotAuthenticated(
+        "User is deleted or inactive", code="user_inactive", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -91,8 +91,9 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
             refresh_lifetime=timedelta(seconds=settings.refresh_token_lifetime),
         ),
         throttle=SignInThrottle(
-            per_username=settings.login_failures_per_username,
+            per_account_and_address=settings.login_failures_per_account_and_address,
             per_address=settings.login_failures_per_address,
+            per_username=settings.login_failures_per_username,
             window_seconds=settings.login_failure_window,
         ),
         keys=keys,

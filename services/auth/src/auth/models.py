@@ -33,7 +33,9 @@ class User(SQLModel, table=True):
 # Unique without regard to case: "Alice" cannot impersonate "alice", nor share her email.
 _users = User.__table__  # type: ignore[attr-defined]
 Index("uq_users_username_lower", func.lower(_users.c.username), unique=True)
-Index("uq_users_email_lower", func.lower(_users.c.email), unique=True)
+#: Named for the service, which maps a race on it to the email field's error.
+EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
+Index(EMAIL_UNIQUE_INDEX, func.lower(_users.c.email), unique=True)
 
 
 class RefreshToken(SQLModel, table=True):

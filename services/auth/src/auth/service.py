@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from auth.models import RefreshToken, User
+from auth.models import EMAIL_UNIQUE_INDEX, RefreshToken, User
 from auth.passwords import Passwords, password_problems
 from auth.settings import SERVICE_NAME
 from contracts import UserDeleted, UserRegistered, UserRole, UserUpdated
@@ -21,6 +21,7 @@ from servicekit.outbox import add_event
 USERNAME_MAX_LENGTH = 150
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
 REQUIRED = "This field may not be blank."
+EMAIL_TAKEN = "A user with that email already exists."
 
 
 class FieldErrors(Exception):
@@ -64,13 +65,20 @@ def _username_problems(username: str) -> list[str]:
 
 
 def normalize_email(email: str) -> str:
-    """The normalised address; raises FieldErrors when it is not a valid email address."""
+    """The address as it will be mailed; raises FieldErrors when it is not one.
+
+    Every accepted address must be one the notifier can send to (issue 16 row 9): an
+    internationalised domain is stored in its ASCII (IDNA, punycode) form, and a local part
+    with characters outside ASCII, which needs SMTPUTF8 (not supported), is refused here.
+    """
     if not email.strip():
         raise FieldErrors({"email": [REQUIRED]})
     try:
-        return validate_email(email.strip(), check_deliverability=False).normalized
+        valid = validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise FieldErrors({"email": ["Enter a valid email address."]}) from exc
+    assert valid.ascii_email is not None  # allow_smtputf8=False: the whole address is ASCII
+    return valid.ascii_email
 
 
 async def _email_taken(session: AsyncSession, email: str, *, except_id: int | None = None) -> bool:
@@ -78,6 +86,12 @@ async def _email_taken(session: AsyncSession, email: str, *, except_id: int | No
     if except_id is not None:
         query = query.where(col(User.id) != except_id)
     return (await session.scalar(query)) is not None
+
+
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return str(name) if name is not None else None
 
 
 def _merge(errors: dict[str, list[str]], field: str, problems: list[str]) -> None:
@@ -111,7 +125,7 @@ async def register(
         if taken is not None:
             errors["username"] = ["A user with that username already exists."]
     if "email" not in errors and await _email_taken(session, email):
-        errors["email"] = ["A user with that email already exists."]
+        errors["email"] = [EMAIL_TAKEN]
     if errors:
         raise FieldErrors(errors)
 
@@ -129,9 +143,9 @@ async def register(
         await session.flush()
     except IntegrityError as exc:  # a concurrent sign-up took the name or address
         await session.rollback()
-        raise FieldErrors(
-            {"username": ["A user with that username or email already exists."]}
-        ) from exc
+        if _violated_constraint(exc) == EMAIL_UNIQUE_INDEX:
+            raise FieldErrors({"email": [EMAIL_TAKEN]}) from exc
+        raise FieldErrors({"username": ["A user with that username already exists."]}) from exc
     await add_event(
         session, UserRegistered.model_validate(_snapshot_fields(user)), producer=SERVICE_NAME
     )
@@ -139,9 +153,14 @@ async def register(
     return user
 
 
-async def get_active_user(session: AsyncSession, user_id: int) -> User:
-    """The caller's account; 401 when the token outlived it."""
-    user = await session.get(User, user_id)
+async def get_active_user(session: AsyncSession, user_id: int, *, for_update: bool = False) -> User:
+    """The caller's account; 401 when the token outlived it.
+
+    ``for_update`` locks the row until the transaction ends: every change to a user reads the
+    version the previous change wrote, so each gets its own version and the copies built from
+    the events converge on the last one (issue 16 row 4; a lost update otherwise).
+    """
+    user = await session.get(User, user_id, with_for_update=for_update, populate_existing=True)
     if user is None or not user.is_active:
         raise NotAuthenticated("User not found", code="user_not_found")
     return user
@@ -165,7 +184,7 @@ async def update_me(
     current_password: str | None,
 ) -> User:
     """Change email and/or password; a password change signs out every other session."""
-    user = await get_active_user(session, user_id)
+    user = await get_active_user(session, user_id, for_update=True)
     errors: dict[str, list[str]] = {}
     new_email = user.email
     if email is not None:
@@ -175,7 +194,7 @@ async def update_me(
             errors.update(exc.errors)
         else:
             if await _email_taken(session, new_email, except_id=user_id):
-                errors["email"] = ["A user with that email already exists."]
+                errors["email"] = [EMAIL_TAKEN]
     if password is not None:
         if not current_password or not await passwords.verify(user.password_hash, current_password):
             errors["current_password"] = ["Your current password was entered incorrectly."]
@@ -198,7 +217,11 @@ async def update_me(
     if changed:
         user.version += 1
         user.updated_at = now
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # another account took the address since we looked
+            await session.rollback()
+            raise FieldErrors({"email": [EMAIL_TAKEN]}) from exc
         await add_event(session, user_updated(user), producer=SERVICE_NAME)
     await session.commit()
     return user
@@ -206,7 +229,7 @@ async def update_me(
 
 async def delete_me(*, session: AsyncSession, user_id: int) -> None:
     """Delete the account (its refresh tokens go with it) and announce ``user.deleted``."""
-    user = await get_active_user(session, user_id)
+    user = await get_active_user(session, user_id, for_update=True)
     assert user.id is not None
     event = UserDeleted(
         user_id=user.id,

@@ -42,10 +42,13 @@ class Settings(ServiceSettings):
     #: Argon2id lanes (OWASP: 1)
     argon2_parallelism: int = Field(default=1, ge=1)
 
-    #: Failed sign-ins allowed per window, per username and per client address.
-    login_failures_per_username: int = Field(default=10, ge=1)
-    #: failed sign-ins per client address and window before 429
+    #: Failed sign-ins per window for one username from one client address before 429.
+    login_failures_per_account_and_address: int = Field(default=10, ge=1)
+    #: failed sign-ins per client address and window, whatever the usernames, before 429
     login_failures_per_address: int = Field(default=50, ge=1)
+    #: Failed sign-ins per username and window from all addresses together; past it, only
+    #: addresses that have failed themselves are refused (the owner elsewhere is not).
+    login_failures_per_username: int = Field(default=20, ge=1)
     login_failure_window: int = Field(default=300, ge=1, description="seconds")
     #: Only behind the gateway, which sets X-Forwarded-For: otherwise clients could forge it.
     trust_forwarded_for: bool = False

@@ -109,7 +109,7 @@ async def sign_in(
 ) -> tuple[str, str]:
     """A new token pair (a new family); 401 on bad credentials, 429 when throttled."""
     now = datetime.now(UTC)
-    await throttle.check(session, username=username, address=address, now=now)
+    reservation = await throttle.reserve(session, username=username, address=address, now=now)
     user = await session.scalar(select(User).where(col(User.username) == username))
     if user is None:
         await passwords.verify_dummy(password)  # same cost as a real check: no user enumeration
@@ -117,12 +117,12 @@ async def sign_in(
     else:
         ok = await passwords.verify(user.password_hash, password) and user.is_active
     if user is None or not ok:
-        await throttle.record_failure(session, username=username, address=address, now=now)
-        await session.commit()
+        # The reservation already counted this failure.
+        await session.rollback()
         raise NotAuthenticated(NO_ACTIVE_ACCOUNT, code="no_active_account")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash(password)
-    await throttle.clear_username(session, username=username)
+    await throttle.succeeded(session, reservation)
     pair = await _issue_pair(session, issuer, user, family=uuid.uuid4(), now=now)
     await session.commit()
     return pair

@@ -1,15 +1,31 @@
-"""Sign-in throttling per username and per client address, counted in the database.
+"""Sign-in throttling that stops guessing without handing anyone a way to lock an owner out.
 
-Counting failed attempts in PostgreSQL rather than in memory makes the limit hold across every
-replica of the service. Only failures count; a successful sign-in clears its username's count.
+Failures are rows in PostgreSQL, so the limits hold across every replica. Three counts, each
+over the same sliding window:
+
+- per (username, address): a hard limit, 429 until the oldest counted failure leaves the window.
+  One address guessing one account stops here.
+- per address: a hard limit across usernames (one address spraying many accounts).
+- per username, from any address: the backstop against guessing spread over many addresses.
+  Usernames are public (``seller_username``, a rating's ``user``), so a hard stop per username
+  would let anyone lock any account out (issue 16 row 1). Once a username has reached its limit
+  it only refuses addresses that have failed a sign-in themselves within the window: an owner
+  coming from an address with no failures always gets a password check, while each address of a
+  distributed guesser gets one try per window before it is refused.
+
+Check and count are one step (issue 16 row 2): under a transaction-scoped advisory lock on the
+username and on the address, the counts are read and the attempt is *reserved* as a failure
+before the password is checked; a success deletes the reservation afterwards. Concurrent guesses
+therefore see each other's reservations, and never get more password checks than the limits.
 """
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
 
 from fastapi import Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -18,6 +34,9 @@ from servicekit.errors import ApiError
 
 USERNAME = "username"
 ADDRESS = "address"
+ACCOUNT_ADDRESS = "username@address"
+#: ``login_failures.key`` is 255 characters; no valid username is longer than 150.
+KEY_LENGTH = 255
 
 
 class Throttled(ApiError):
@@ -47,22 +66,70 @@ def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """The failure rows written before a password check; a success deletes them."""
+
+    ids: tuple[int, ...]
+    username: str
+    address: str
+
+
+def _keys(username: str, address: str) -> dict[str, str]:
+    name = username.lower()
+    return {
+        USERNAME: name[:KEY_LENGTH],
+        ADDRESS: address[:KEY_LENGTH],
+        ACCOUNT_ADDRESS: f"{address} {name}"[:KEY_LENGTH],
+    }
+
+
 class SignInThrottle:
-    def __init__(self, *, per_username: int, per_address: int, window_seconds: int) -> None:
-        self._limits = {USERNAME: per_username, ADDRESS: per_address}
+    def __init__(
+        self,
+        *,
+        per_account_and_address: int,
+        per_address: int,
+        per_username: int,
+        window_seconds: int,
+    ) -> None:
+        self._limits = {
+            ACCOUNT_ADDRESS: per_account_and_address,
+            ADDRESS: per_address,
+            USERNAME: per_username,
+        }
         self._window = timedelta(seconds=window_seconds)
 
-    async def check(
+    async def reserve(
         self, session: AsyncSession, *, username: str, address: str, now: datetime
-    ) -> None:
-        """Raise Throttled when either count has reached its limit within the window."""
-        waits = [
-            await self._wait(session, scope, key, now)
-            for scope, key in ((USERNAME, username.lower()), (ADDRESS, address))
-        ]
-        longest = max(waits)
+    ) -> Reservation:
+        """Count this attempt as a failure unless a limit refuses it (Throttled); commits.
+
+        The advisory locks serialise the attempts on one username or one address only for the
+        few milliseconds of counting, never across the password check.
+        """
+        keys = _keys(username, address)
+        for lock in sorted((f"{USERNAME} {keys[USERNAME]}", f"{ADDRESS} {keys[ADDRESS]}")):
+            await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock))))
+        waits = {scope: await self._wait(session, scope, key, now) for scope, key in keys.items()}
+        refusals = [waits[ACCOUNT_ADDRESS], waits[ADDRESS]]
+        if waits[USERNAME] > 0:
+            # The backstop refuses only addresses that have failed themselves, until the
+            # sooner of: the username falling under its limit, the address's failures expiring.
+            address_clean_in = await self._clean_in(session, keys[ADDRESS], now)
+            if address_clean_in > 0:
+                refusals.append(min(waits[USERNAME], address_clean_in))
+        longest = max(refusals)
         if longest > 0:
+            await session.rollback()
             raise Throttled(max(1, math.ceil(longest)))
+        await self._forget_expired(session, keys, now)
+        rows = [LoginFailure(scope=scope, key=key, failed_at=now) for scope, key in keys.items()]
+        session.add_all(rows)
+        await session.flush()
+        ids = tuple(row.id for row in rows if row.id is not None)
+        await session.commit()
+        return Reservation(ids=ids, username=username, address=address)
 
     async def _wait(self, session: AsyncSession, scope: str, key: str, now: datetime) -> float:
         # The limit-th newest failure: once it leaves the window, one more attempt is allowed.
@@ -81,10 +148,23 @@ class SignInThrottle:
             return 0.0
         return (oldest_counted + self._window - now).total_seconds()
 
-    async def record_failure(
-        self, session: AsyncSession, *, username: str, address: str, now: datetime
+    async def _clean_in(self, session: AsyncSession, address: str, now: datetime) -> float:
+        """Seconds until the address has no failure in the window (0: it has none)."""
+        newest = await session.scalar(
+            select(func.max(col(LoginFailure.failed_at))).where(
+                col(LoginFailure.scope) == ADDRESS,
+                col(LoginFailure.key) == address,
+                col(LoginFailure.failed_at) > now - self._window,
+            )
+        )
+        if newest is None:
+            return 0.0
+        return (newest + self._window - now).total_seconds()
+
+    async def _forget_expired(
+        self, session: AsyncSession, keys: dict[str, str], now: datetime
     ) -> None:
-        for scope, key in ((USERNAME, username.lower()), (ADDRESS, address)):
+        for scope, key in keys.items():
             await session.execute(
                 delete(LoginFailure).where(
                     col(LoginFailure.scope) == scope,
@@ -92,11 +172,18 @@ class SignInThrottle:
                     col(LoginFailure.failed_at) <= now - self._window,
                 )
             )
-            session.add(LoginFailure(scope=scope, key=key, failed_at=now))
 
-    async def clear_username(self, session: AsyncSession, *, username: str) -> None:
+    async def succeeded(self, session: AsyncSession, reservation: Reservation) -> None:
+        """The password was right: drop the reservation and this address's count for the account.
+
+        The username's count from other addresses stays: the owner signing in must not reset a
+        guesser's progress elsewhere (the backstop still needs it).
+        """
+        keys = _keys(reservation.username, reservation.address)
+        await session.execute(delete(LoginFailure).where(col(LoginFailure.id).in_(reservation.ids)))
         await session.execute(
             delete(LoginFailure).where(
-                col(LoginFailure.scope) == USERNAME, col(LoginFailure.key) == username.lower()
+                col(LoginFailure.scope) == ACCOUNT_ADDRESS,
+                col(LoginFailure.key) == keys[ACCOUNT_ADDRESS],
             )
         )

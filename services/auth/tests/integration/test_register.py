@@ -55,6 +55,8 @@ async def test_missing_fields_use_the_field_error_shape(client: httpx.AsyncClien
     [
         ("role", "admin", '"admin" is not a valid choice.'),
         ("email", "not-an-email", "Enter a valid email address."),
+        # Not mailable without SMTPUTF8, which the notifier does not use (issue 16 row 9).
+        ("email", "łukasz@example.com", "Enter a valid email address."),
         ("username", "has space", "Enter a valid username."),
         ("username", "a" * 151, "Ensure this field has no more than 150 characters."),
         ("username", "", "This field may not be blank."),
@@ -79,6 +81,23 @@ async def test_invalid_input_is_rejected_per_field(
     body = response.json()
     assert list(body) == [field]
     assert any(msg.startswith(message) for msg in body[field]), body
+
+
+async def test_an_internationalised_domain_is_stored_in_its_mailable_ascii_form(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 16 row 9: the notifier could never mail ``lukasz@exämple.com`` as given."""
+    created = await register(client, "lukasz", email="lukasz@exämple.com")
+    assert created["email"] == "lukasz@xn--exmple-cua.com"
+    again = await client.post(
+        URL,
+        json={
+            "username": "other",
+            "email": "LUKASZ@xn--exmple-cua.com",
+            "password": STRONG_PASSWORD,
+        },
+    )
+    assert again.json() == {"email": ["A user with that email already exists."]}
 
 
 async def test_username_and_email_are_unique_without_regard_to_case(

@@ -7,14 +7,22 @@ events arriving out of order leave the newest state.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts import RatingAdded, RecipeCreated, RecipeDeleted, UserDeleted
 from contracts.events import UserSnapshot
-from notifier.models import Delivery, DeliveryStatus, MailKind, Rating, Recipe, Recipient
+from notifier.models import (
+    Delivery,
+    DeliveryStatus,
+    MailKind,
+    Preference,
+    Rating,
+    Recipe,
+    Recipient,
+)
 from servicekit.tables import utcnow
 
 
@@ -41,7 +49,8 @@ async def apply_user(session: AsyncSession, event: UserSnapshot) -> bool:
 
 
 async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
-    """Tombstone the copy (an older update arriving late must not bring the user back)."""
+    """Tombstone the copy (an older update arriving late must not bring the user back), drop
+    the user's preferences and skip their pending mail."""
     stmt = insert(Recipient).values(
         user_id=event.user_id,
         username=event.username,
@@ -58,6 +67,7 @@ async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
         where=col(Recipient.version) < event.version,
     )
     await session.execute(stmt)
+    await session.execute(delete(Preference).where(col(Preference.user_id) == event.user_id))
     await session.execute(
         update(Delivery)
         .where(
@@ -69,10 +79,26 @@ async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
 
 
 async def queue_welcome(session: AsyncSession, *, user_id: int, at: datetime) -> None:
-    """Plan the welcome mail; the dispatcher sends it (once: one welcome row per user)."""
+    """Plan the welcome mail for a user the copy knows as active; the dispatcher sends it.
+
+    Called for every ``user.registered``, whether or not it changed the copy: a newer
+    ``user.updated`` applied first must not cost the welcome (issue 15 item 10), while a
+    tombstone or an inactive copy means there is no one to welcome. One welcome row per user
+    (a unique index) makes it happen once whatever the order and the redeliveries.
+    """
+    live = select(
+        literal(MailKind.WELCOME.value),
+        col(Recipient.user_id),
+        literal(at),
+        literal(DeliveryStatus.PENDING.value),
+    ).where(
+        col(Recipient.user_id) == user_id,
+        col(Recipient.active),
+        col(Recipient.deleted).is_(False),
+    )
     await session.execute(
         insert(Delivery)
-        .values(kind=MailKind.WELCOME, user_id=user_id, as_of=at, status=DeliveryStatus.PENDING)
+        .from_select(["kind", "user_id", "as_of", "status"], live)
         .on_conflict_do_nothing()
     )
 

@@ -15,18 +15,24 @@ from notifier.settings import DIGEST_SCAN_JOB, QUEUE_NAME, SERVICE_NAME, Setting
 from servicekit.bus import RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
+from servicekit.revocation import record_user_state
 
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
-    if await copies.apply_user(ctx.session, event) and event.is_active:
-        await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
+    await copies.apply_user(ctx.session, event)
+    await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
 
 
 async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
+    await record_user_state(
+        ctx.session, user_id=event.user_id, version=event.version, revoked=not event.is_active
+    )
     await copies.apply_user(ctx.session, event)
 
 
 async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
+    # First: the user's preference changes wait for this transaction, then are refused.
+    await record_user_state(ctx.session, user_id=event.user_id, version=event.version, revoked=True)
     await copies.apply_user_deleted(ctx.session, event)
 
 

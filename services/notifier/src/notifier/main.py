@@ -44,6 +44,7 @@ def create_app(
 
     from notifier.api import router
     from servicekit.http import HTTP_TELEMETRY, install_http_basics
+    from servicekit.revocation import RevokedUsers
     from servicekit.runtime import api_lifespan
     from servicekit.tokens import verifier_from_settings
 
@@ -62,6 +63,7 @@ def create_app(
     app.state.settings = settings
     app.state.unsubscribe_tokens = UnsubscribeTokens(settings.unsubscribe_key)
     app.state.token_verifier = token_verifier or verifier_from_settings(settings)
+    app.state.revoked_users = RevokedUsers(app)
     install_http_basics(app)
     app.include_router(router)
     return app
@@ -79,6 +81,7 @@ def build_transport(settings: Settings) -> Transport:
         password=settings.smtp_password.get_secret_value(),
         use_tls=settings.smtp_use_tls,
         start_tls=settings.smtp_start_tls,
+        cert_bundle=settings.smtp_cert_bundle,
         timeout=settings.smtp_timeout,
     )
 

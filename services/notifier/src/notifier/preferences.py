@@ -8,6 +8,7 @@ from sqlmodel import col
 
 from notifier.models import Preference
 from notifier.schemas import PreferencesIn, PreferencesOut
+from servicekit.revocation import hold_writer
 from servicekit.tables import utcnow
 
 
@@ -26,6 +27,7 @@ async def update_preferences(
     session: AsyncSession, *, user_id: int, change: PreferencesIn, default_zone: str
 ) -> PreferencesOut:
     """Upsert what ``change`` sets (a user may choose before their account reaches us)."""
+    await hold_writer(session, user_id)  # a deleted user's change waits for, then meets, the 401
     values = change.model_dump(exclude_unset=True)
     if values.get("daily_digest") is None:
         values.pop("daily_digest", None)

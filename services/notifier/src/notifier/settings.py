@@ -63,8 +63,11 @@ class Settings(ServiceSettings, TokenSettings):
     smtp_password: SecretStr = SecretStr("")
     #: implicit TLS (port 465)
     smtp_use_tls: bool = False
-    #: STARTTLS after connecting
-    smtp_start_tls: bool = False
+    #: STARTTLS: empty uses it whenever the server offers it, true requires it, false never
+    smtp_start_tls: bool | None = None
+    #: CA certificates (PEM file) the SMTP server's certificate is checked against (empty: the
+    #: system's)
+    smtp_cert_bundle: str | None = None
     #: seconds for each SMTP operation
     smtp_timeout: float = Field(default=30.0, gt=0)
     #: SMTP connections kept open and used in parallel.
@@ -111,6 +114,15 @@ class Settings(ServiceSettings, TokenSettings):
             if self.environment != "development":
                 raise ValueError("NOTIFIER_UNSUBSCRIBE_SECRET is required outside development")
             self.unsubscribe_secret = SecretStr(DEV_UNSUBSCRIBE_SECRET)
+        return self
+
+    @model_validator(mode="after")
+    def _no_cleartext_credentials(self) -> Self:
+        if self.smtp_username and self.smtp_start_tls is False and not self.smtp_use_tls:
+            raise ValueError(
+                "SMTP credentials need TLS: unset NOTIFIER_SMTP_START_TLS or set"
+                " NOTIFIER_SMTP_USE_TLS"
+            )
         return self
 
     @property

@@ -5,6 +5,11 @@ The dispatcher only knows the ``Transport`` protocol, so everything up to the tr
 same code whichever is injected. A transport raises ``TemporaryMailError`` for what may work
 later (a 4xx for the recipient or message; ``ServerUnavailable`` when the server itself cannot be
 reached or refuses us) and ``PermanentMailError`` for a 5xx refusal of the recipient or message.
+
+Encryption (issue 16 row 7): STARTTLS is used whenever the server offers it (``start_tls=None``,
+aiosmtplib's opportunistic mode; ``True`` requires it, ``False`` turns it off), certificates are
+verified, and credentials are never sent over a connection that is not encrypted: the login is
+refused as ``ServerUnavailable``, so the mail waits for a server (or setting) that can take it.
 """
 
 import asyncio
@@ -25,6 +30,10 @@ class TemporaryMailError(Exception):
 
 class ServerUnavailable(TemporaryMailError):
     """The server cannot be reached or refuses us (not this recipient): pause, do not count."""
+
+
+class CleartextLoginRefused(ServerUnavailable):
+    """Credentials are configured but the connection is not encrypted: they stay unsent."""
 
 
 class PermanentMailError(Exception):
@@ -70,13 +79,15 @@ class SmtpTransport:
         username: str = "",
         password: str = "",
         use_tls: bool = False,
-        start_tls: bool = False,
+        start_tls: bool | None = None,
+        cert_bundle: str | None = None,
         timeout: float = 30.0,
     ) -> None:
         self._host = host
         self._port = port
         self._use_tls = use_tls
         self._start_tls = start_tls
+        self._cert_bundle = cert_bundle
         self._timeout = timeout
         self._login = (username, password) if username else None
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
@@ -114,10 +125,16 @@ class SmtpTransport:
             port=self._port,
             use_tls=self._use_tls,
             start_tls=self._start_tls,
+            cert_bundle=self._cert_bundle,
             timeout=self._timeout,
         )
         await client.connect()
         if self._login is not None:
+            if client.get_transport_info("sslcontext") is None:
+                client.close()
+                raise CleartextLoginRefused(
+                    f"{self._host}:{self._port} offers no TLS: credentials not sent in clear text"
+                )
             await client.login(*self._login)
         self._open.add(client)
         return client

@@ -79,6 +79,36 @@ async def test_registration_sends_one_welcome_mail(
     assert welcome["List-Unsubscribe"] is None  # not a digest
 
 
+async def test_an_update_applied_before_its_registration_keeps_the_welcome(
+    bus: Bus, session_maker: SessionMaker, dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    """Issue 15 item 10: the copy skipped the older ``user.registered`` and with it the welcome."""
+    changed = UserUpdated.model_validate(
+        {**registered(1, "alice").model_dump(), "email": "alice@new.example", "version": 2}
+    )
+    await publish(bus, [changed])
+    await eventually(lambda: _handled(session_maker, 1))
+    await publish(bus, [registered(1, "alice")])
+    await publish(bus, [registered(1, "alice")])  # and once more: still one welcome
+    await eventually(lambda: _handled(session_maker, 3))
+    await dispatcher.send_pending()
+    (welcome,) = smtp.mailbox.messages
+    assert welcome["To"].addresses[0].addr_spec == "alice@new.example"  # the newest address
+
+
+async def test_no_welcome_for_a_user_deleted_before_the_registration_arrived(
+    bus: Bus, session_maker: SessionMaker, dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    deleted = UserDeleted(user_id=1, username="alice", version=2, deleted_at=MONDAY_SIX)
+    await publish(bus, [deleted])
+    await eventually(lambda: _handled(session_maker, 1))
+    await publish(bus, [registered(1, "alice")])
+    await eventually(lambda: _handled(session_maker, 2))
+    await dispatcher.send_pending()
+    assert smtp.mailbox.messages == []
+    assert await count(session_maker, Delivery) == 0
+
+
 async def test_only_newer_user_versions_apply(bus: Bus, session_maker: SessionMaker) -> None:
     base = registered(1, "alice", version=1).model_dump()
     await publish(bus, [UserUpdated.model_validate({**base, "username": "alice3", "version": 3})])

@@ -8,6 +8,7 @@ from recipes.settings import QUEUE_NAME, SERVICE_NAME
 from servicekit.bus import RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
+from servicekit.revocation import record_user_state
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,16 @@ async def on_image_failed(ctx: EventContext, event: RecipeImageFailed) -> None:
 
 
 async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
+    await record_user_state(
+        ctx.session, user_id=event.user_id, version=event.version, revoked=not event.is_active
+    )
     await service.rename_user(session=ctx.session, event=event)
 
 
 async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
+    # First: from here on the user's writes wait for this transaction, then are refused, so
+    # the removals below catch everything the user wrote (see servicekit.revocation).
+    await record_user_state(ctx.session, user_id=event.user_id, version=event.version, revoked=True)
     await ratings.remove_users_ratings(session=ctx.session, event=event, publish=ctx.publish)
     await service.delete_sellers_recipes(session=ctx.session, event=event, publish=ctx.publish)
 

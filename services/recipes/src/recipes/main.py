@@ -15,6 +15,7 @@ from servicekit.consumer import Consumer
 from servicekit.health import Readiness
 from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
+from servicekit.revocation import RevokedUsers
 from servicekit.runtime import (
     Messaging,
     api_lifespan,
@@ -48,6 +49,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.token_verifier = token_verifier or verifier_from_settings(settings)
+    app.state.revoked_users = RevokedUsers(app)
     install_http_basics(app)
     app.include_router(router)
     app.include_router(internal_router)

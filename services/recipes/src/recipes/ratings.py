@@ -33,6 +33,7 @@ from sqlmodel import col
 from contracts import RatingAdded, RatingRemoved, UserDeleted
 from recipes.models import Rating, Recipe, utcnow
 from recipes.service import Publish, RecipeNotFound
+from servicekit.revocation import hold_writer
 from servicekit.tokens import Principal
 
 
@@ -98,6 +99,7 @@ async def rate_recipe(
     publish: Publish,
 ) -> RatingOutcome:
     """Add or replace ``customer``'s rating and move the recipe's aggregates by the difference."""
+    await hold_writer(session, customer.user_id)
     now = utcnow()
     try:
         rated = (

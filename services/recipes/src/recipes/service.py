@@ -30,6 +30,7 @@ from recipes.schemas import RecipePatch, RecipeWrite
 from recipes.settings import SERVICE_NAME
 from servicekit.errors import NotFound, PermissionDenied
 from servicekit.outbox import add_event
+from servicekit.revocation import hold_writer
 from servicekit.tokens import Principal
 
 Publish = Callable[[Event], Awaitable[Any]]
@@ -124,6 +125,7 @@ async def create_recipe(
     publish: Publish,
 ) -> Recipe:
     """A new recipe by ``seller``; with an image, its original is stored and announced."""
+    await hold_writer(session, seller.user_id)
     now = utcnow()
     recipe = Recipe(
         seller_id=seller.user_id,
@@ -155,6 +157,7 @@ async def get_recipe(*, session: AsyncSession, recipe_id: int, for_update: bool 
 
 
 async def _owned_recipe(session: AsyncSession, recipe_id: int, seller: Principal) -> Recipe:
+    await hold_writer(session, seller.user_id)
     recipe = await get_recipe(session=session, recipe_id=recipe_id, for_update=True)
     if recipe.seller_id != seller.user_id:
         raise NotRecipeOwner()

@@ -1,0 +1,112 @@
+"""Refusing deleted and deactivated users in services that only know them from events.
+
+An access token stays valid until it expires (15 minutes), so a service that trusts the token
+alone lets a deleted account keep writing, and what it writes after ``user.deleted`` was applied
+is never cleaned up (issue 16 row 3). Each service that accepts writes keeps a ``revoked_users``
+row per user whose latest ``user.*`` event says deleted or inactive, and:
+
+- refuses their tokens (401) from the moment the event is applied: ``RevokedUsers`` is the check
+  ``servicekit.tokens`` runs for every authenticated request (one primary-key lookup);
+- serialises every write a user makes with the application of that user's events, so nothing
+  slips in between the check and the cleanup: a write takes a *shared* transaction-scoped
+  advisory lock on its user and then checks the row (``hold_writer``); applying a user event
+  takes the *exclusive* lock first (``record_user_state``). A write that started first commits
+  before the event's cleanup runs and is removed by it; a write that starts later waits, sees
+  the row, and is refused. Writes of different users never wait for each other.
+
+The remaining window is the event's delivery: between ``DELETE /api/auth/me/`` committing in the
+auth service and this service applying ``user.deleted`` (normally well under a second; as long as
+the broker or this service is down at worst), the old token still works here, and whatever it
+writes then is removed with the rest when the event is applied.
+"""
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import BigInteger, Column, DateTime, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel, col
+
+from servicekit.db import SessionMaker
+from servicekit.tables import utcnow
+
+if TYPE_CHECKING:  # workers import this module for the event side, without the web stack
+    from fastapi import FastAPI
+
+#: The first key of the two-key advisory locks taken per user (any constant of this database).
+USER_LOCK_SPACE = 16_003
+
+
+class RevokedUser(SQLModel, table=True):
+    """The latest known access state of a user: revoked when deleted or deactivated."""
+
+    __tablename__ = "revoked_users"
+
+    user_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    #: The version of the ``user.*`` event this state comes from; older events are ignored.
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    revoked: bool
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+def _user_lock_key(user_id: int) -> int:
+    # The two-key form takes 32-bit keys; ids past that share a lock, which only costs waiting.
+    return user_id % 2_147_483_647
+
+
+async def record_user_state(
+    session: AsyncSession, *, user_id: int, version: int, revoked: bool
+) -> bool:
+    """Note a user's state from an event under the user's exclusive lock; True when newest.
+
+    Call it before cleaning up what the user wrote, in the same transaction: writes of this user
+    wait until that transaction ends.
+    """
+    await session.execute(
+        select(func.pg_advisory_xact_lock(USER_LOCK_SPACE, _user_lock_key(user_id)))
+    )
+    stmt = insert(RevokedUser).values(
+        user_id=user_id, version=version, revoked=revoked, updated_at=utcnow()
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[col(RevokedUser.user_id)],
+        set_={"version": version, "revoked": revoked, "updated_at": utcnow()},
+        where=col(RevokedUser.version) < version,
+    )
+    return await session.scalar(upsert.returning(col(RevokedUser.user_id))) is not None
+
+
+async def is_revoked(session: AsyncSession, user_id: int) -> bool:
+    return bool(
+        await session.scalar(
+            select(col(RevokedUser.revoked)).where(col(RevokedUser.user_id) == user_id)
+        )
+    )
+
+
+async def hold_writer(session: AsyncSession, user_id: int) -> None:
+    """Start a write of ``user_id``: wait for any of their events being applied, then refuse
+    them (401) if they are revoked. Call first in the write's transaction."""
+    from servicekit.tokens import revoked_user  # the web side only (see TYPE_CHECKING above)
+
+    await session.execute(
+        select(func.pg_advisory_xact_lock_shared(USER_LOCK_SPACE, _user_lock_key(user_id)))
+    )
+    if await is_revoked(session, user_id):
+        raise revoked_user()
+
+
+class RevokedUsers:
+    """The check ``servicekit.tokens`` runs for each authenticated request: set it as
+    ``app.state.revoked_users``. It uses the app's ``session_maker``, which the lifespan makes."""
+
+    def __init__(self, app: "FastAPI") -> None:
+        self._state = app.state
+
+    async def __call__(self, user_id: int) -> bool:
+        session_maker: SessionMaker = self._state.session_maker
+        async with session_maker() as session:
+            return await is_revoked(session, user_id)
