@@ -7,7 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from servicekit.bus import RetryPolicy
-from servicekit.db import DEFAULT_POOL_SIZE
+from servicekit.db import DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Who signs access tokens and for whom (the auth service and every verifier agree on these).
@@ -23,7 +23,12 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(
         default=DEFAULT_POOL_SIZE,
         ge=1,
-        description="most PostgreSQL connections one process holds (all kept open once opened)",
+        description="most PostgreSQL connections one process holds (README: connection budget)",
+    )
+    database_idle_timeout: float = Field(
+        default=DEFAULT_IDLE_TIMEOUT,
+        gt=0,
+        description="seconds a pooled PostgreSQL connection may stay unused before it is closed",
     )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     retry_delays: tuple[float, ...] = Field(

@@ -116,17 +116,20 @@ async def restore_export_gauges_when_reachable(
 
 
 async def run_worker_process(settings: Settings) -> None:
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     messaging, readiness = build_worker(settings, engine)
-    restoring = asyncio.create_task(
+    messaging.spawn(
         restore_export_gauges_when_reachable(create_session_maker(engine), settings.backups_path),
         name="restore-export-gauges",
+        forever=False,
     )
     try:
         await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
     finally:
-        restoring.cancel()
-        await asyncio.gather(restoring, return_exceptions=True)
         await engine.dispose()
 
 
