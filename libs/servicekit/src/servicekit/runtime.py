@@ -25,6 +25,7 @@ from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
 from servicekit.health import Liveness, Readiness, health_app
+from servicekit.inbox import DEFAULT_INBOX_RETENTION, prune_inbox_forever
 from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -55,8 +56,11 @@ class Messaging:
         emitters: Sequence[TickEmitter] = (),
         relay: bool = True,
         poll_interval: float = 1.0,
+        inbox_retention: float = DEFAULT_INBOX_RETENTION,
     ) -> None:
         self.bus = Bus(amqp_url)
+        self._session_maker = session_maker
+        self._inbox_retention = inbox_retention
         self.consumers = list(consumers)
         self._emitters = list(emitters)
         self.relay = (
@@ -78,6 +82,9 @@ class Messaging:
         self.spawn(self._connect_and_consume(), name="messaging", forever=self.relay is not None)
         for emitter in self._emitters:
             self.spawn(emitter.run(), name=f"tick-{emitter.job}")
+        if self.consumers:
+            pruning = prune_inbox_forever(self._session_maker, retention=self._inbox_retention)
+            self.spawn(pruning, name="inbox-pruning")
 
     def spawn(
         self, work: Coroutine[Any, Any, None], *, name: str, forever: bool = True

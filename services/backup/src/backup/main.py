@@ -77,6 +77,7 @@ def build_worker(settings: Settings, engine: AsyncEngine) -> tuple[Messaging, Re
         consumers=[consumer],
         emitters=[build_emitter(settings, session_maker)],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
 

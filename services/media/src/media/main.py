@@ -92,6 +92,7 @@ async def run(settings: Settings) -> None:
         session_maker=session_maker,
         consumers=[consumer],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:

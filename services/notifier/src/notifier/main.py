@@ -121,6 +121,7 @@ async def run_worker_process(settings: Settings) -> None:
         consumers=[consumer],
         emitters=[emitter],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     transport = build_transport(settings)
     dispatcher = build_dispatcher(session_maker, settings, transport)

@@ -79,6 +79,7 @@ def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
         session_maker=session_maker,
         consumers=[consumer],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
 
