@@ -25,7 +25,7 @@ DAY = 24 * 3600.0
 
 async def inbox_ids(session_maker: SessionMaker) -> set[str]:
     async with session_maker() as session:
-        return {str(i) for i in await session.scalars(select(InboxMessage.event_id))}
+        return {str(i) for i in await session.scalars(select(InboxMessage.__table__.c.event_id))}  # type: ignore[attr-defined]
 
 
 async def test_rows_older_than_the_retention_are_pruned_in_batches(
