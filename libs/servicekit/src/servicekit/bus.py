@@ -163,7 +163,12 @@ class Bus:
             if not refused or attempt == 1:
                 break
             logger.warning("broker refused %d messages; retrying on a new channel", len(refused))
-            await self._replace_channel()
+            try:
+                await self._replace_channel()
+            except Exception:
+                # The outcomes so far stand: raising would hide the confirms already received.
+                logger.warning("could not open a new publishing channel", exc_info=True)
+                break
             pending = refused
         for (envelope, _), outcome in zip(items, outcomes, strict=True):
             if outcome is None:
