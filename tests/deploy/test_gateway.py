@@ -21,6 +21,8 @@ import gateway_config
 import httpx
 import pytest
 
+from servicekit.request_ids import MAX_REQUEST_ID_LENGTH
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "gateway" / "entrypoint.sh"
 
@@ -216,6 +218,37 @@ def test_keeps_the_clients_request_id(gateway: tuple[httpx.Client, Path]) -> Non
 
     assert response.json()["headers"]["x-request-id"] == "trace-me-42"
     assert response.headers.get_list("x-request-id") == ["trace-me-42"]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param("é".encode("latin-1") * 200, id="200-latin-1-e-acute"),
+        pytest.param(b"a" * 129, id="over-long-ascii"),
+        pytest.param(b"has space", id="space"),
+    ],
+)
+def test_replaces_a_request_id_that_is_not_short_printable_ascii(
+    gateway: tuple[httpx.Client, Path], sent: bytes
+) -> None:
+    """It would reach AMQP properties and outgoing headers it does not fit (issue 15)."""
+    client, _ = gateway
+    response = client.get("/api/auth/me/", headers=[(b"X-Request-ID", sent)])
+
+    forwarded = response.json()["headers"]["x-request-id"]
+    assert forwarded.encode() != sent
+    assert re.fullmatch(r"[0-9a-f]{32}", forwarded), "nginx's own $request_id"
+    assert response.headers.get_list("x-request-id") == [forwarded]
+
+
+def test_keeps_a_request_id_of_the_longest_accepted_length(
+    gateway: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = gateway
+    longest = "r" * MAX_REQUEST_ID_LENGTH
+    response = client.get("/api/auth/me/", headers={"X-Request-ID": longest})
+
+    assert response.json()["headers"]["x-request-id"] == longest
 
 
 @pytest.mark.parametrize(

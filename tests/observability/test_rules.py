@@ -233,6 +233,14 @@ CASES = [
         summary="recipes: oldest unpublished outbox row is 3m 10s old",
     ),
     AlertCase(
+        "OutboxQuarantineNotEmpty",
+        {'outbox_quarantined{job="auth",instance="a:8001"}': "0 0 0 1x5"},
+        quiet_at="2m",
+        fires_at="3m",
+        labels=[{"job": "auth"}],
+        summary="auth: 1 outbox event(s) quarantined as unpublishable",
+    ),
+    AlertCase(
         "ConsumerNotAttached",
         {'consumers_attached{job="notifier",instance="n:9003",queue="notifier.events"}': "1 1 0x8"},
         quiet_at="3m",

@@ -6,7 +6,9 @@ and consumers both find them.
 """
 
 import asyncio
+import contextlib
 import logging
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,22 +20,48 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     DeliveryMode,
 )
+from aio_pika.exceptions import DeliveryError
+from pamqp import frame
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from contracts import EXCHANGE_NAME, Envelope
 from servicekit.metrics import EVENTS_PUBLISHED
+from servicekit.request_ids import is_valid_request_id
 
 logger = logging.getLogger(__name__)
 
 HeaderValue = str | int | float | bool | None
 
 
+#: RabbitMQ's own ``max_message_size`` default (3.8 on): a bigger body closes the channel.
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+class UnpublishableMessage(Exception):
+    """The message itself can never be published as it is (encoding, size)."""
+
+
+@dataclass(frozen=True)
+class PublishFailure:
+    """Why one message of a batch was not confirmed.
+
+    ``poison``: the message can never be published as it is; publishing it again cannot help.
+    ``refused``: the broker nacked it, on a fresh channel too. Otherwise the connection or the
+    broker failed, and a later attempt may succeed.
+    """
+
+    reason: str
+    poison: bool = False
+    refused: bool = False
+
+
 class Publisher(Protocol):
-    """What the outbox relay needs: publish a batch and return once every confirm arrived."""
+    """What the outbox relay needs: publish a batch, one outcome per item (``None``: confirmed)."""
 
     async def publish_many(
         self, items: Sequence[tuple[Envelope, Mapping[str, "HeaderValue"]]]
-    ) -> None: ...
+    ) -> list[PublishFailure | None]: ...
 
 
 @dataclass(frozen=True)
@@ -66,8 +94,10 @@ class Bus:
         *,
         exchange_name: str = EXCHANGE_NAME,
         publish_timeout: float = 10.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._url = amqp_url
+        self.max_message_bytes = max_message_bytes
         self._exchange_name = exchange_name
         self.publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
@@ -109,23 +139,94 @@ class Bus:
 
     async def publish_many(
         self, items: Sequence[tuple[Envelope, Mapping[str, HeaderValue]]]
-    ) -> None:
-        """Publish events persistently and wait for every confirm (raises on any failure)."""
+    ) -> list[PublishFailure | None]:
+        """Publish events persistently; one outcome per item, ``None`` once the broker confirmed.
+
+        A message that cannot be encoded or is too big fails alone, as ``poison``, without being
+        sent. Messages the broker refuses (nacks) are sent once more on a fresh channel: after a
+        quorum queue's leader was killed, a channel can nack every publish until that node
+        returns, while a new one is served at once (``NOTES.md``, RabbitMQ 3.10).
+        """
+        outcomes: list[PublishFailure | None] = [None] * len(items)
+        pending: dict[int, tuple[aio_pika.Message, str]] = {}
+        for index, (envelope, headers) in enumerate(items):
+            try:
+                pending[index] = (self._checked_message(envelope, headers), envelope.routing_key)
+            except UnpublishableMessage as exc:
+                outcomes[index] = PublishFailure(str(exc), poison=True)
+        for attempt in range(2):
+            refused = await self._publish_pending(pending, outcomes)
+            if not refused or attempt == 1:
+                break
+            logger.warning("broker refused %d messages; retrying on a new channel", len(refused))
+            try:
+                await self._replace_channel()
+            except Exception:
+                # The outcomes so far stand: raising would hide the confirms already received.
+                logger.warning("could not open a new publishing channel", exc_info=True)
+                break
+            pending = refused
+        for (envelope, _), outcome in zip(items, outcomes, strict=True):
+            if outcome is None:
+                EVENTS_PUBLISHED.labels(envelope.type).inc()
+        return outcomes
+
+    def _checked_message(
+        self, envelope: Envelope, headers: Mapping[str, HeaderValue]
+    ) -> aio_pika.Message:
+        """The message, encoded once here so that a bad one never reaches the channel."""
+        try:
+            message = envelope_message(envelope, headers)
+            frame.marshal(ContentHeader(properties=message.properties, body_size=0), 1)
+        except (TypeError, ValueError, UnicodeError, struct.error) as exc:
+            raise UnpublishableMessage(f"cannot encode: {type(exc).__name__}: {exc}") from exc
+        if len(message.body) > self.max_message_bytes:
+            raise UnpublishableMessage(
+                f"{len(message.body)} bytes, more than the {self.max_message_bytes} allowed"
+            )
+        return message
+
+    async def _publish_pending(
+        self,
+        pending: Mapping[int, tuple[aio_pika.Message, str]],
+        outcomes: list[PublishFailure | None],
+    ) -> dict[int, tuple[aio_pika.Message, str]]:
+        """Publish ``pending`` at once; record outcomes; return what the broker nacked."""
         if self._exchange is None:
             raise RuntimeError("Bus.connect() was not called")
         exchange = self._exchange
-        await asyncio.gather(
+        results = await asyncio.gather(
             *(
-                exchange.publish(
-                    envelope_message(envelope, headers),
-                    routing_key=envelope.routing_key,
-                    timeout=self.publish_timeout,
-                )
-                for envelope, headers in items
-            )
+                exchange.publish(message, routing_key=key, timeout=self.publish_timeout)
+                for message, key in pending.values()
+            ),
+            return_exceptions=True,
         )
-        for envelope, _ in items:
-            EVENTS_PUBLISHED.labels(envelope.type).inc()
+        refused: dict[int, tuple[aio_pika.Message, str]] = {}
+        for (index, item), result in zip(pending.items(), results, strict=True):
+            if isinstance(result, DeliveryError):
+                refused[index] = item
+                outcomes[index] = PublishFailure("refused by the broker (nack)", refused=True)
+            elif isinstance(result, asyncio.CancelledError):
+                raise result
+            elif isinstance(result, BaseException):
+                reason = f"{type(result).__name__}: {result}"
+                outcomes[index] = PublishFailure(reason)
+            else:
+                outcomes[index] = None
+        return refused
+
+    async def _replace_channel(self) -> None:
+        """A new confirming channel (and exchange) for publishing; the old one is closed."""
+        old = self._channel
+        channel = await self.connection.channel(publisher_confirms=True)
+        self._exchange = await channel.declare_exchange(
+            self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._channel = channel
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
 
     async def publish_to_queue(self, queue: str, message: aio_pika.Message) -> None:
         """Publish straight to one queue through the default exchange (retries, dead letters)."""
@@ -155,7 +256,11 @@ async def send_to_queue(
 
 
 def envelope_message(envelope: Envelope, headers: Mapping[str, HeaderValue]) -> aio_pika.Message:
-    """The AMQP message for an envelope: persistent, ``message_id`` = event id."""
+    """The AMQP message for an envelope: persistent, ``message_id`` = event id.
+
+    The correlation id came from a client once: it becomes the AMQP property only if it is a
+    valid request id (the envelope in the body keeps it either way).
+    """
     amqp_headers: dict[str, Any] = {k: v for k, v in headers.items() if v is not None}
     amqp_headers.setdefault("x-event-type", envelope.type)
     amqp_headers.setdefault("x-event-version", envelope.version)
@@ -164,7 +269,9 @@ def envelope_message(envelope: Envelope, headers: Mapping[str, HeaderValue]) -> 
         content_type="application/json",
         delivery_mode=DeliveryMode.PERSISTENT,
         message_id=str(envelope.event_id),
-        correlation_id=envelope.correlation_id,
+        correlation_id=(
+            envelope.correlation_id if is_valid_request_id(envelope.correlation_id) else None
+        ),
         timestamp=envelope.occurred_at,
         type=envelope.type,
         app_id=envelope.producer,

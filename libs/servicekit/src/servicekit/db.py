@@ -3,10 +3,14 @@
 The pool is fixed and fair, and checks nothing on checkout; the reasons, measured on the recipe
 list under 64 connections (issue 9):
 
-- Fixed size (``max_overflow=0``): SQLAlchemy closes an overflow connection as soon as it is
+- No overflow (``max_overflow=0``): SQLAlchemy closes an overflow connection as soon as it is
   returned, so under steady load the pool kept opening and closing PostgreSQL sessions (~320 in
-  10 s). The same most-connections-held figure as before (10 + 10 overflow) is now 20 kept open;
-  the pool still opens them only as the load asks for them.
+  10 s). ``pool_size`` is the most the engine holds; it opens them only as the load asks.
+- Idle connections are closed (issue 15): the pool hands out the connection returned last, so
+  under light load the same few are reused and the rest sit unused; one unused for
+  ``idle_timeout`` seconds is closed at the next checkout (the outbox relay checks out every poll
+  interval, so an idle process shrinks to what it uses). The pool still grows to ``pool_size``
+  under load. The sizes are a budget: README, "Connection budget".
 - First come, first served: SQLAlchemy's asyncio queue gives a returned connection to whoever
   asks next, so a request that has just arrived takes it ahead of one that has waited, and a
   waiter that loses the race goes to the back of the line (p50 50 ms, p99 2-3 s).
@@ -22,6 +26,7 @@ list under 64 connections (issue 9):
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import Any
 
@@ -31,29 +36,46 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_
-from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty, Full
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
-#: Most connections an engine holds (per process) unless its caller says otherwise.
-DEFAULT_POOL_SIZE = 20
+#: Most connections an engine holds (per process) unless its caller says otherwise. Two cores
+#: keep at most a handful of queries running at once; more connections only queue inside
+#: PostgreSQL, and eight processes a platform must fit ``max_connections`` (README).
+DEFAULT_POOL_SIZE = 5
+#: Seconds a connection may sit unused in the pool before it is closed.
+DEFAULT_IDLE_TIMEOUT = 60.0
 #: Seconds a checkout waits for a connection before it fails (a 503 in an API).
 DEFAULT_POOL_TIMEOUT = 30.0
 
 
 class FairAsyncQueue(AsyncAdaptedQueue[Any]):
-    """An asyncio queue that hands an item put to the longest waiter: nobody barges past.
+    """A queue of idle connections that hands a returned one to the longest waiter: nobody
+    barges past.
 
     A returned connection is given to a waiter directly rather than left in the queue until the
     waiter wakes up, so the queue only holds items when nobody waits and ``get`` can take one
-    without looking at the waiters.
+    without looking at the waiters. Idle items are taken last-in first-out and remember when
+    they were put, so ``take_idle`` finds those nobody needed for a while at the bottom.
     """
 
     def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
         super().__init__(maxsize, use_lifo)
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        #: (item, when it was put), oldest first; ``get`` takes from the end.
+        self._idle: list[tuple[Any, float]] = []
+
+    def empty(self) -> bool:
+        return not self._idle
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self._idle)
+
+    def qsize(self) -> int:
+        return len(self._idle)
 
     def put_nowait(self, item: Any) -> None:
         while self._waiters:
@@ -61,7 +83,17 @@ class FairAsyncQueue(AsyncAdaptedQueue[Any]):
             if not waiter.done():
                 waiter.set_result(item)
                 return
-        super().put_nowait(item)
+        if self.full():
+            raise Full()
+        self._idle.append((item, time.monotonic()))
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        self.put_nowait(item)  # never blocks: the pool never returns more than it took
+
+    def get_nowait(self) -> Any:
+        if not self._idle:
+            raise Empty()
+        return self._idle.pop()[0]
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         try:
@@ -70,6 +102,16 @@ class FairAsyncQueue(AsyncAdaptedQueue[Any]):
             if not block:
                 raise
         return await_(self._wait(timeout))
+
+    def take_idle(self, longer_than: float) -> list[Any]:
+        """Remove and return the items put more than ``longer_than`` seconds ago."""
+        cutoff = time.monotonic() - longer_than
+        stale = 0
+        while stale < len(self._idle) and self._idle[stale][1] <= cutoff:
+            stale += 1
+        taken = [item for item, _ in self._idle[:stale]]
+        del self._idle[:stale]
+        return taken
 
     async def _wait(self, timeout: float | None) -> Any:
         waiter = asyncio.get_running_loop().create_future()
@@ -89,9 +131,26 @@ class FairAsyncQueue(AsyncAdaptedQueue[Any]):
 
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's asyncio pool with a first-come-first-served wait for connections."""
+    """SQLAlchemy's asyncio pool with a first-come-first-served wait for connections, closing
+    connections left unused for ``idle_timeout`` seconds (``None``: never)."""
 
     _queue_class = FairAsyncQueue
+    idle_timeout: float | None = None
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self.idle_timeout is not None:
+            queue = self._pool
+            assert isinstance(queue, FairAsyncQueue)
+            for record in queue.take_idle(self.idle_timeout):
+                record.close()
+                self._dec_overflow()
+        return super()._do_get()
+
+    def recreate(self) -> "FairAsyncQueuePool":
+        pool = super().recreate()
+        assert isinstance(pool, FairAsyncQueuePool)
+        pool.idle_timeout = self.idle_timeout
+        return pool
 
 
 def create_engine(
@@ -99,18 +158,24 @@ def create_engine(
     *,
     pool_size: int = DEFAULT_POOL_SIZE,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
 ) -> AsyncEngine:
     """An async engine on psycopg 3; ``database_url`` uses the ``postgresql+psycopg`` scheme.
 
-    ``pool_size`` is the most connections the engine holds; they stay open once opened.
+    ``pool_size`` is the most connections the engine holds; one unused for ``idle_timeout``
+    seconds is closed.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         poolclass=FairAsyncQueuePool,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout,
     )
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, FairAsyncQueuePool)
+    pool.idle_timeout = idle_timeout
+    return engine
 
 
 def create_session_maker(engine: AsyncEngine) -> SessionMaker:

@@ -2,7 +2,6 @@
 
 import logging
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from servicekit.errors import (
 from servicekit.health import router as health_router
 from servicekit.logs import request_id_var as request_id_var
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit.request_ids import accepted_request_id
 from servicekit.tracing import TRACER, extract_context
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class RequestContextMiddleware:
             return
         headers = {key.decode("latin-1"): value for key, value in scope["headers"]}
         incoming = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
-        request_id = incoming[:200] or uuid.uuid4().hex
+        request_id = accepted_request_id(incoming)
         if scope["path"] in UNTRACED_PATHS or trace.get_current_span().is_recording():
             trace.get_current_span().set_attribute("http.request.id", request_id)
             await self._serve(scope, receive, send, request_id, None)

@@ -20,6 +20,12 @@ OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published.")
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 when empty)."
 )
+OUTBOX_QUARANTINED = Gauge(
+    "outbox_quarantined", "Outbox rows set aside because they cannot be published."
+)
+OUTBOX_QUARANTINED_TOTAL = Counter(
+    "outbox_events_quarantined_total", "Outbox rows this process moved to the quarantine."
+)
 CONSUMERS_ATTACHED = Gauge(
     "consumers_attached", "Queues this process is consuming from right now.", ["queue"]
 )

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import psycopg
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 from psycopg import sql
 from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import NullPool
 
 from servicekit.db import libpq_url
@@ -55,3 +57,34 @@ def ensure_database(database_url: str) -> bool:
             return False
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
         return True
+
+
+# Steps of the messaging tables (``servicekit.tables``) that every service's migrations take.
+# Each is called from one migration per service; a database that ran it keeps what it did, so
+# never change a step: add a new one.
+
+
+def create_outbox_quarantine() -> None:
+    """Issue 15: ``outbox_quarantine`` for unpublishable rows; the inbox indexed by age."""
+    op.create_table(
+        "outbox_quarantine",
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("routing_key", sa.String(length=200), nullable=False),
+        sa.Column("envelope", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column(
+            "quarantined_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("event_id"),
+    )
+    op.create_index("ix_inbox_messages_handled_at", "inbox_messages", ["handled_at"])
+
+
+def drop_outbox_quarantine() -> None:
+    op.drop_index("ix_inbox_messages_handled_at", table_name="inbox_messages")
+    op.drop_table("outbox_quarantine")

@@ -5,6 +5,15 @@ delivers only if that transaction commits. ``OutboxRelay`` wakes on the notifica
 locks pending rows with ``FOR UPDATE SKIP LOCKED`` so several relays never publish the same row,
 publishes them with confirms and deletes them in the same transaction that locked them. A crash
 after publishing but before commit republishes the batch: consumers' inboxes make that harmless.
+
+Publishing has one outcome per row (issue 15): confirmed rows are deleted, and rows that can
+never be published (an invalid envelope, an encoding or size the broker cannot take, a message
+the broker refused ``refusals_before_quarantine`` passes in a row) move to ``outbox_quarantine``
+with their reason, in the same transaction, before the relay reports the rows that failed for a
+passing reason (those stay and are tried again). So one poison row neither blocks the outbox nor
+makes the relay re-send what the broker already confirmed. ``outbox-quarantine`` lists, shows and
+releases quarantined rows; ``outbox_quarantined`` and the ``OutboxQuarantineNotEmpty`` alert
+show them.
 """
 
 import asyncio
@@ -19,15 +28,22 @@ from typing import Any
 
 import psycopg
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Select, Table, delete, func, insert, select
+from pydantic import ValidationError
+from sqlalchemy import Select, Table, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import EXCHANGE_NAME, Envelope, Event, make_envelope
-from servicekit.bus import Publisher
+from servicekit.bus import Publisher, PublishFailure
 from servicekit.db import SessionMaker
 from servicekit.logs import request_id_var
-from servicekit.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
-from servicekit.tables import OutboxMessage, utcnow
+from servicekit.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_QUARANTINED,
+    OUTBOX_QUARANTINED_TOTAL,
+)
+from servicekit.request_ids import accepted_request_id
+from servicekit.tables import OutboxMessage, QuarantinedEvent, utcnow
 from servicekit.tracing import TRACER, inject_headers
 
 logger = logging.getLogger(__name__)
@@ -35,6 +51,7 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox_pending"
 _NOTIFIED_IN = "servicekit.outbox.notified_in"
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+_QUARANTINE: Table = QuarantinedEvent.__table__  # type: ignore[attr-defined]
 
 
 async def add_event(
@@ -49,13 +66,15 @@ async def add_event(
 ) -> Envelope:
     """Record ``event`` in the caller's transaction; it is published after commit.
 
-    The correlation id defaults to the id of the HTTP request being served. The row's headers
-    carry the trace context of a producer span started here, so the consumer continues the trace.
+    The correlation id defaults to the id of the HTTP request being served; one that is no valid
+    request id (``servicekit.request_ids``) is replaced: a client's bytes never reach the broker.
+    The row's headers carry the trace context of a producer span started here, so the consumer
+    continues the trace.
     """
     envelope = make_envelope(
         event,
         producer=producer,
-        correlation_id=correlation_id or request_id_var.get(),
+        correlation_id=accepted_request_id(correlation_id or request_id_var.get()),
         causation_id=causation_id,
         event_id=event_id,
     )
@@ -105,6 +124,37 @@ def _insert_and_notify(row: dict[str, Any]) -> Select[tuple[Any]]:
     return select(func.pg_notify(NOTIFY_CHANNEL, "")).select_from(inserted)
 
 
+class OutboxPublishFailed(Exception):
+    """Some rows of a batch were not confirmed for a passing reason; they stay in the outbox."""
+
+    def __init__(self, reasons: dict[uuid.UUID, str]) -> None:
+        self.reasons = reasons
+        first = next(iter(reasons.values()))
+        super().__init__(f"{len(reasons)} outbox rows not published (first: {first})")
+
+
+async def _delete_rows(session: AsyncSession, event_ids: Sequence[uuid.UUID]) -> None:
+    if event_ids:
+        await session.execute(delete(_OUTBOX).where(_OUTBOX.c.event_id.in_(event_ids)))
+
+
+async def _quarantine_rows(session: AsyncSession, reasons: dict[uuid.UUID, str]) -> None:
+    """Move rows from the outbox to the quarantine with their reasons (the caller's transaction)."""
+    for event_id, reason in reasons.items():
+        logger.error("outbox event %s quarantined: %s", event_id, reason)
+        columns = ["event_id", "routing_key", "envelope", "headers", "created_at"]
+        await session.execute(
+            insert(_QUARANTINE).from_select(
+                [*columns, "reason"],
+                select(*(_OUTBOX.c[name] for name in columns), literal(reason)).where(
+                    _OUTBOX.c.event_id == event_id
+                ),
+            )
+        )
+        OUTBOX_QUARANTINED_TOTAL.inc()
+    await _delete_rows(session, list(reasons))
+
+
 class OutboxRelay:
     """Publishes committed outbox rows; safe to run in several replicas at once."""
 
@@ -116,6 +166,7 @@ class OutboxRelay:
         listen_url: str | None,
         batch_size: int = 200,
         poll_interval: float = 1.0,
+        refusals_before_quarantine: int = 5,
     ) -> None:
         self._session_maker = session_maker
         self._publisher = publisher
@@ -124,9 +175,23 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
         self._backlog_read_at = -math.inf
+        self._refusals_before_quarantine = refusals_before_quarantine
+        #: Passes in a row the broker refused each row (kept in memory: a restart starts over).
+        self._refusals: dict[uuid.UUID, int] = {}
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
+        published, _ = await self._relay_batch()
+        return published
+
+    async def _relay_batch(self) -> tuple[int, int]:
+        """One batch: confirmed rows deleted, poison rows quarantined, in one transaction.
+
+        Returns (published, rows taken off the outbox). Rows that failed for a reason of the
+        broker or connection stay; ``OutboxPublishFailed`` is raised once the others committed,
+        so a failure never makes the relay send again what the broker already confirmed.
+        """
+        failed: dict[uuid.UUID, str] = {}
         async with self._session_maker() as session, session.begin():
             rows: Sequence[OutboxMessage] = (
                 await session.scalars(
@@ -137,17 +202,41 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
-                return 0
-            envelopes = [Envelope.model_validate(row.envelope) for row in rows]
-            await self._publisher.publish_many(
-                [(env, dict(row.headers)) for env, row in zip(envelopes, rows, strict=True)]
+                return 0, 0
+            poison: dict[uuid.UUID, str] = {}
+            sendable: list[tuple[OutboxMessage, Envelope]] = []
+            for row in rows:
+                try:
+                    sendable.append((row, Envelope.model_validate(row.envelope)))
+                except ValidationError as exc:
+                    poison[row.event_id] = f"invalid envelope: {exc}"
+            outcomes = await self._publisher.publish_many(
+                [(envelope, dict(row.headers)) for row, envelope in sendable]
             )
-            await session.execute(
-                delete(OutboxMessage).where(
-                    OutboxMessage.event_id.in_([row.event_id for row in rows])  # type: ignore[attr-defined]
-                )
-            )
-        return len(rows)
+            confirmed: list[uuid.UUID] = []
+            for (row, _), outcome in zip(sendable, outcomes, strict=True):
+                if outcome is None:
+                    confirmed.append(row.event_id)
+                    self._refusals.pop(row.event_id, None)
+                elif outcome.poison or self._refused_too_often(row.event_id, outcome):
+                    poison[row.event_id] = outcome.reason
+                else:
+                    failed[row.event_id] = outcome.reason
+            await _delete_rows(session, confirmed)
+            await _quarantine_rows(session, poison)
+        if failed:
+            raise OutboxPublishFailed(failed)
+        return len(confirmed), len(confirmed) + len(poison)
+
+    def _refused_too_often(self, event_id: uuid.UUID, failure: PublishFailure) -> bool:
+        """A message the broker refused on ``refusals_before_quarantine`` passes in a row."""
+        if not failure.refused:
+            return False
+        self._refusals[event_id] = self._refusals.get(event_id, 0) + 1
+        if self._refusals[event_id] < self._refusals_before_quarantine:
+            return False
+        del self._refusals[event_id]
+        return True
 
     async def drain(self) -> int:
         """Publish until nothing is pending; returns the total.
@@ -157,9 +246,9 @@ class OutboxRelay:
         """
         total = 0
         while True:
-            published = await self.relay_once()
+            published, taken = await self._relay_batch()
             total += published
-            if published < self._batch_size:
+            if taken < self._batch_size:
                 return total
 
     async def run(self) -> None:
@@ -217,5 +306,7 @@ class OutboxRelay:
             count, oldest = (
                 await session.execute(select(func.count(), func.min(OutboxMessage.created_at)))
             ).one()
+            quarantined = await session.scalar(select(func.count()).select_from(_QUARANTINE))
         OUTBOX_BACKLOG.set(count)
+        OUTBOX_QUARANTINED.set(quarantined or 0)
         OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)

@@ -1,15 +1,22 @@
 """Starting and stopping a service's messaging: bus, outbox relay, consumers, tick emitters.
 
 The broker may be down when a service starts: the API still accepts writes (they wait in the
-outbox) and the messaging side keeps trying to connect in the background. Readiness reports the
-broker and consumers until they are attached.
+outbox) and the messaging side keeps trying to connect in the background. A worker's readiness
+reports the broker and consumers until they are attached; an API's only its database.
+
+Every background task runs forever until ``stop()``. One that ends otherwise (an exception, a
+return, a cancellation nobody asked for) is logged at CRITICAL and recorded in ``liveness``:
+``/healthz`` turns red, and ``run_worker`` stops serving and raises ``BackgroundTaskEnded``, so
+the process exits non-zero and its supervisor (Kubernetes, compose, ``make up``'s status)
+restarts or reports it. Issue 15 saw a worker whose consumer failed to start live on silently.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import aio_pika
 import uvicorn
@@ -19,7 +26,8 @@ from contracts import EXCHANGE_NAME
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
-from servicekit.health import Readiness, health_app
+from servicekit.health import Liveness, Readiness, health_app
+from servicekit.inbox import DEFAULT_INBOX_RETENTION, prune_inbox_forever
 from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -51,8 +59,11 @@ class Messaging:
         emitters: Sequence[TickEmitter] = (),
         relay: bool = True,
         poll_interval: float = 1.0,
+        inbox_retention: float = DEFAULT_INBOX_RETENTION,
     ) -> None:
         self.bus = Bus(amqp_url)
+        self._session_maker = session_maker
+        self._inbox_retention = inbox_retention
         self.consumers = list(consumers)
         self._emitters = list(emitters)
         self.relay = (
@@ -66,10 +77,44 @@ class Messaging:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.liveness = Liveness()
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._connect_and_consume(), name="bus-connect")]
-        self._tasks += [asyncio.create_task(e.run(), name=f"tick-{e.job}") for e in self._emitters]
+        # Without a relay, connecting and attaching the consumers is all this task has to do.
+        self.spawn(self._connect_and_consume(), name="messaging", forever=self.relay is not None)
+        for emitter in self._emitters:
+            self.spawn(emitter.run(), name=f"tick-{emitter.job}")
+        if self.consumers:
+            pruning = prune_inbox_forever(self._session_maker, retention=self._inbox_retention)
+            self.spawn(pruning, name="inbox-pruning")
+
+    def spawn(
+        self, work: Coroutine[Any, Any, None], *, name: str, forever: bool = True
+    ) -> asyncio.Task[None]:
+        """Run ``work`` until ``stop()``; if it fails (or ends, if ``forever``) the process dies."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(lambda done: self._task_done(done, forever=forever))
+        self._tasks.append(task)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None], *, forever: bool) -> None:
+        if self._stopping:
+            return
+        if task.cancelled():
+            reason, error = "cancelled", None
+        else:
+            error = task.exception()
+            if error is None and not forever:
+                return
+            reason = f"{type(error).__name__}: {error}" if error else "returned"
+        logger.critical(
+            "background task %s ended: %s",
+            task.get_name(),
+            reason,
+            exc_info=(type(error), error, error.__traceback__) if error else None,
+        )
+        self.liveness.task_ended(task.get_name(), reason)
 
     async def _connect_and_consume(self) -> None:
         delay = 0.5
@@ -89,6 +134,7 @@ class Messaging:
             await self.relay.run()
 
     async def stop(self) -> None:
+        self._stopping = True
         for consumer in self.consumers:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -122,18 +168,33 @@ async def declare_queues(
             )
 
 
+class BackgroundTaskEnded(RuntimeError):
+    """A task that should have run until shutdown ended; the process must be restarted."""
+
+
 async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, port: int) -> None:
-    """Run consumers, relay and emitters, and serve health and metrics until SIGTERM/SIGINT."""
-    await messaging.start()
+    """Run consumers, relay and emitters, and serve health and metrics until SIGTERM/SIGINT.
+
+    Raises ``BackgroundTaskEnded`` (the process exits non-zero) if a background task ends.
+    """
+    readiness.liveness = messaging.liveness
     server = uvicorn.Server(
         uvicorn.Config(
             health_app(readiness), host=host, port=port, log_level="warning", log_config=None
         )
     )
+
+    def shut_down() -> None:
+        server.should_exit = True
+
+    messaging.liveness.on_task_ended(shut_down)
+    await messaging.start()
     try:
         await server.serve()
     finally:
         await messaging.stop()
+    if not messaging.liveness.alive:
+        raise BackgroundTaskEnded(f"background tasks ended: {messaging.liveness.ended}")
 
 
 def api_lifespan(
@@ -146,7 +207,11 @@ def api_lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            idle_timeout=settings.database_idle_timeout,
+        )
         app.state.engine = engine
         app.state.session_maker = session_maker = create_session_maker(engine)
         messaging = None
@@ -158,8 +223,9 @@ def api_lifespan(
                 poll_interval=settings.outbox_poll_interval,
             )
             await messaging.start()
+        # Not the broker: while it is away, writes wait in the outbox (module docstring).
         app.state.readiness = Readiness(
-            engine=engine, bus=messaging.bus if messaging is not None else None
+            engine=engine, liveness=messaging.liveness if messaging is not None else None
         )
         try:
             yield

@@ -3,11 +3,17 @@
 Example: ``RECIPES_DATABASE_URL``, ``RECIPES_AMQP_URL``. Nothing else reads the environment.
 """
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from servicekit.bus import RetryPolicy
-from servicekit.db import DEFAULT_POOL_SIZE
+from servicekit.db import DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE
+from servicekit.inbox import DEFAULT_INBOX_RETENTION
+
+#: The shortest inbox retention accepted: a day, beyond any redelivery (``servicekit.inbox``).
+MIN_INBOX_RETENTION = 24 * 3600.0
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Who signs access tokens and for whom (the auth service and every verifier agree on these).
@@ -23,7 +29,12 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(
         default=DEFAULT_POOL_SIZE,
         ge=1,
-        description="most PostgreSQL connections one process holds (all kept open once opened)",
+        description="most PostgreSQL connections one process holds (README: connection budget)",
+    )
+    database_idle_timeout: float = Field(
+        default=DEFAULT_IDLE_TIMEOUT,
+        gt=0,
+        description="seconds a pooled PostgreSQL connection may stay unused before it is closed",
     )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     amqp_management_url: str | None = Field(
@@ -49,6 +60,11 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="most events a consumer commits in one transaction (1 for slow handlers)",
     )
+    inbox_retention: float = Field(
+        default=DEFAULT_INBOX_RETENTION,
+        ge=MIN_INBOX_RETENTION,
+        description="seconds an applied event's id is kept to recognise a redelivery (>= 1 day)",
+    )
     outbox_poll_interval: float = Field(
         default=1.0, gt=0, description="seconds between outbox polls (NOTIFY wakes it sooner)"
     )
@@ -58,6 +74,12 @@ class ServiceSettings(BaseSettings):
     log_json: bool = Field(
         default=True, description="JSON log lines (make up sets false for people reading logs)"
     )
+
+    @model_validator(mode="after")
+    def _inbox_outlives_retries(self) -> Self:
+        if self.inbox_retention <= sum(self.retry_delays):
+            raise ValueError("inbox_retention must be longer than the sum of retry_delays")
+        return self
 
     @property
     def retry_policy(self) -> RetryPolicy:

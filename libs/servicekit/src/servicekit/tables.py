@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, func
+from sqlalchemy import Column, DateTime, Index, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -36,10 +36,33 @@ class OutboxMessage(SQLModel, table=True):
     )
 
 
+class QuarantinedEvent(SQLModel, table=True):
+    """An outbox row that could not be published, set aside so the rest of the outbox flows.
+
+    The same columns as ``outbox_messages`` plus why and when; ``outbox-quarantine release``
+    moves it back to the outbox.
+    """
+
+    __tablename__ = "outbox_quarantine"
+
+    event_id: uuid.UUID = Field(primary_key=True)
+    routing_key: str = Field(max_length=200)
+    envelope: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    headers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    quarantined_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
 class InboxMessage(SQLModel, table=True):
     """An event a consumer has applied: its id makes a redelivery a no-op."""
 
     __tablename__ = "inbox_messages"
+    #: Pruning deletes by age (``servicekit.inbox``).
+    __table_args__ = (Index("ix_inbox_messages_handled_at", "handled_at"),)
 
     consumer: str = Field(primary_key=True, max_length=200)
     event_id: uuid.UUID = Field(primary_key=True)

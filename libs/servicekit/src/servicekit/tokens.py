@@ -6,6 +6,13 @@ on an unknown ``kid`` (at most once per ``refetch_interval``, so forged kids can
 auth service), accepts only the configured algorithms and checks ``iss``, ``aud``, ``exp`` and
 ``typ``.
 
+An outage of the key set costs one timeout at most (issue 15: with auth hanging, each request
+had waited for its own fetch after the one before, six requests taking 5 to 30 s). One fetch runs
+at a time and everyone needing the keys meanwhile awaits that one; a failed fetch keeps the keys
+known before, and the next attempt waits ``refetch_interval``, doubled after each failure in a
+row up to ``cache_seconds``, while tokens signed by known keys keep being accepted and others are
+refused at once.
+
 A client sends the same access token with every request, and checking its signature and claims
 cost a quarter of a rating's CPU; so a verified token's principal is remembered, keyed by the
 whole token string (any change to it is another key), until the token expires. The memory is
@@ -18,6 +25,7 @@ on every request, never remembered, so it holds from the moment the service appl
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +38,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from servicekit.errors import NotAuthenticated, PermissionDenied
 from servicekit.settings import TokenSettings
+
+logger = logging.getLogger(__name__)
 
 JwksFetcher = Callable[[], Awaitable[dict[str, Any]]]
 #: ``user_id -> revoked?``: the user was deleted or deactivated after the token was issued.
@@ -87,7 +97,11 @@ class TokenVerifier:
         self._leeway = leeway
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        #: The fetch in flight, which every caller needing the keys meanwhile awaits.
+        self._refreshing: asyncio.Future[None] | None = None
+        #: Fetches failed in a row, and when the next may start (a backoff).
+        self._failures = 0
+        self._next_attempt_at = float("-inf")
         self._remembered_tokens = remembered_tokens
         #: token -> (principal, expiry as a Unix time); insertion order is age.
         self._verified: dict[str, tuple[Principal, float]] = {}
@@ -142,22 +156,33 @@ class TokenVerifier:
         now = time.monotonic()
         stale = now - self._fetched_at > self._cache_seconds
         unknown = kid not in self._keys and now - self._fetched_at > self._refetch_interval
-        if stale or unknown:
-            async with self._lock:
-                if time.monotonic() - self._fetched_at > min(self._refetch_interval, 1.0):
-                    await self._refresh()
+        if (stale or unknown) and now >= self._next_attempt_at:
+            await self._refresh_once()
         if kid not in self._keys:
-            raise TokenError("unknown signing key")
+            raise TokenError("unknown signing key" if self._keys else "signing keys unavailable")
         return self._keys[kid]
+
+    async def _refresh_once(self) -> None:
+        """Join the fetch in flight, or start one: never two at a time (single flight)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        # A caller that gives up (its request cancelled) must not cancel the others' fetch.
+        await asyncio.shield(self._refreshing)
 
     async def _refresh(self) -> None:
         try:
             jwks = await self._fetch_jwks()
             key_set = jwt.PyJWKSet.from_dict(jwks)
         except Exception as exc:
-            if not self._keys:
-                raise TokenError("signing keys unavailable") from exc
-            return  # keep serving with the keys we have
+            # Keep serving with the keys we have; ask again only after a growing pause.
+            self._failures += 1
+            longest = max(self._refetch_interval, self._cache_seconds)
+            pause = min(self._refetch_interval * 2 ** (self._failures - 1), longest)
+            self._next_attempt_at = time.monotonic() + pause
+            logger.warning("fetching the JWK Set failed (%s); next attempt in %.0f s", exc, pause)
+            return
+        self._failures = 0
+        self._next_attempt_at = float("-inf")
         keys = {key.key_id: key for key in key_set.keys if key.key_id}
         if keys.keys() != self._keys.keys():
             self._verified.clear()

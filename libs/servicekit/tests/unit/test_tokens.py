@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from servicekit.testing import TokenFactory
-from servicekit.tokens import TokenError, TokenVerifier
+from servicekit.tokens import TokenError, TokenVerifier, http_jwks_fetcher
 
 
 def claims(factory: TokenFactory, **overrides: Any) -> dict[str, Any]:
@@ -171,3 +171,77 @@ async def test_the_memory_is_bounded() -> None:
     principals = [await verifier.verify(token) for token in tokens]
     assert await verifier.verify(tokens[2]) is principals[2]
     assert await verifier.verify(tokens[0]) is not principals[0]  # forgotten, verified again
+
+
+class HangingServer:
+    """A TCP server that accepts connections and never answers: auth hanging (issue 15)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/jwks.json"
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+
+
+async def test_a_hanging_key_set_costs_one_fetch_for_all_waiting_requests() -> None:
+    factory = TokenFactory()
+    hanging = HangingServer()
+    async with hanging as url:
+        verifier = TokenVerifier(
+            http_jwks_fetcher(url, timeout=0.5),
+            issuer=factory.issuer,
+            audience=factory.audience,
+            refetch_interval=60.0,
+        )
+        token = factory.access_token(user_id=5, username="ann", role="seller")
+        results = await asyncio.gather(
+            *(verifier.verify(token) for _ in range(6)), return_exceptions=True
+        )
+        assert all(isinstance(r, TokenError) for r in results), results
+        assert hanging.connections == 1, "one fetch, awaited by all six"
+
+        # Backed off: the next requests are refused at once, without asking again.
+        with pytest.raises(TokenError, match="signing keys unavailable"):
+            await verifier.verify(token)
+        assert hanging.connections == 1
+
+
+async def test_known_keys_are_kept_while_the_key_set_is_unreachable() -> None:
+    factory = TokenFactory()
+    calls = 0
+    reachable = True
+
+    async def fetch() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if not reachable:
+            raise OSError("auth is down")
+        return factory.jwks()
+
+    verifier = TokenVerifier(
+        fetch,
+        issuer=factory.issuer,
+        audience=factory.audience,
+        cache_seconds=0.0,  # every verification finds the keys stale and wants a fetch
+        refetch_interval=60.0,
+    )
+    first = factory.access_token(user_id=5, username="ann", role="seller")
+    await verifier.verify(first)
+    reachable = False
+    for user_id in (6, 7, 8):
+        token = factory.access_token(user_id=user_id, username="bo", role="customer")
+        assert (await verifier.verify(token)).user_id == user_id
+    assert calls == 2, "one failed fetch, then backed off while the known key serves"

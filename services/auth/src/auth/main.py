@@ -45,7 +45,11 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
     """The API app; its lifespan relays the outbox (the broker may be down meanwhile)."""
     settings = settings or Settings()
     keys = keys or load_key_ring(settings)
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     session_maker = create_session_maker(engine)
 
     @asynccontextmanager
@@ -57,7 +61,8 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
             relay=True,
             poll_interval=settings.outbox_poll_interval,
         )
-        app.state.readiness = Readiness(engine=engine, bus=messaging.bus)
+        # Not the broker: while it is away, writes wait in the outbox (servicekit.health).
+        app.state.readiness = Readiness(engine=engine, liveness=messaging.liveness)
         await messaging.start()
         try:
             yield
@@ -116,7 +121,11 @@ async def prune_forever(session_maker: SessionMaker, *, interval: float) -> None
 
 async def _worker(settings: Settings) -> None:
     """Relay the outbox (beside the API's relays) and prune expired rows."""
-    engine = create_engine(settings.database_url, pool_size=4)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     session_maker = create_session_maker(engine)
     messaging = Messaging(
         amqp_url=settings.amqp_url,
@@ -125,7 +134,7 @@ async def _worker(settings: Settings) -> None:
         relay=True,
         poll_interval=settings.outbox_poll_interval,
     )
-    pruning = asyncio.create_task(prune_forever(session_maker, interval=PRUNE_INTERVAL))
+    messaging.spawn(prune_forever(session_maker, interval=PRUNE_INTERVAL), name="prune")
     try:
         await run_worker(
             messaging,
@@ -134,8 +143,6 @@ async def _worker(settings: Settings) -> None:
             port=settings.health_port,
         )
     finally:
-        pruning.cancel()
-        await asyncio.gather(pruning, return_exceptions=True)
         await engine.dispose()
 
 

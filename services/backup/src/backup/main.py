@@ -77,6 +77,7 @@ def build_worker(settings: Settings, engine: AsyncEngine) -> tuple[Messaging, Re
         consumers=[consumer],
         emitters=[build_emitter(settings, session_maker)],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
 
@@ -116,17 +117,20 @@ async def restore_export_gauges_when_reachable(
 
 
 async def run_worker_process(settings: Settings) -> None:
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     messaging, readiness = build_worker(settings, engine)
-    restoring = asyncio.create_task(
+    messaging.spawn(
         restore_export_gauges_when_reachable(create_session_maker(engine), settings.backups_path),
         name="restore-export-gauges",
+        forever=False,
     )
     try:
         await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
     finally:
-        restoring.cancel()
-        await asyncio.gather(restoring, return_exceptions=True)
         await engine.dispose()
 
 

@@ -17,6 +17,7 @@ import httpx
 from contracts import ImageReference
 from media.errors import ImageRejected
 from servicekit.logs import context_fields
+from servicekit.request_ids import is_valid_request_id
 from servicekit.tracing import inject_headers
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class OriginalFetcher:
         cap = min(reference.size, self._max_bytes)
         # Trace context and request id go along: serving the original stays in the upload's trace.
         headers = inject_headers()
-        if correlation_id := context_fields().get("correlation_id"):
-            headers["X-Request-ID"] = str(correlation_id)
+        # Only a valid id: it came from a client once, and httpx refuses a non-ASCII header.
+        correlation_id = context_fields().get("correlation_id")
+        if isinstance(correlation_id, str) and is_valid_request_id(correlation_id):
+            headers["X-Request-ID"] = correlation_id
         async with self._client.stream("GET", reference.url, headers=headers) as response:
             if response.status_code in GONE_STATUSES:
                 raise ImageRejected(UNAVAILABLE, f"recipes answered {response.status_code}")

@@ -78,8 +78,11 @@ def build_consumer(
 
 
 async def run(settings: Settings) -> None:
-    # Each image in flight holds its handler's connection and briefly takes a second one.
-    engine = create_engine(settings.database_url, pool_size=max(10, 2 * settings.prefetch + 2))
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     session_maker = create_session_maker(engine)
     pipeline = build_pipeline(settings, session_maker)
     consumer = build_consumer(settings, session_maker, pipeline)
@@ -89,6 +92,7 @@ async def run(settings: Settings) -> None:
         session_maker=session_maker,
         consumers=[consumer],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:

@@ -23,6 +23,9 @@ class Settings(ServiceSettings):
     health_port: int = 9004
     #: Images in flight at once; the CPU work queues for ``workers`` processes anyway.
     prefetch: int = Field(default=4, ge=1)
+    #: Each image in flight holds its handler's connection and briefly takes a second one,
+    #: and the relay and the inbox pruning take one each: at least 2 x prefetch + 2.
+    database_pool_size: int = Field(default=10, ge=1)
     #: One image per transaction: a batch would render its images one after another.
     consumer_batch_size: int = Field(default=1, ge=1)
     data_dir: str = "var/media"

@@ -5,6 +5,7 @@ import pytest
 
 from media.errors import ImageRejected
 from media.fetch import NOT_INTACT, UNAVAILABLE, OriginalFetcher
+from servicekit.logs import log_context
 
 from ..originals import RECIPES_URL, OriginalsServer
 
@@ -115,3 +116,31 @@ async def test_byte_cap_refuses_before_downloading(
     with pytest.raises(ImageRejected, match="too big"):
         await fetcher.fetch(reference)
     assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("correlation_id", "forwarded"),
+    [("req-42", "req-42"), ("é" * 200, None), ("x" * 129, None)],
+)
+async def test_only_a_valid_correlation_id_goes_along_as_request_id(
+    server: OriginalsServer, correlation_id: str, forwarded: str | None
+) -> None:
+    """It came from a client once; httpx refused 200 x 'é' and the image never got done."""
+    seen: list[str | None] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-request-id"))
+        return server.handle(request)
+
+    fetcher = OriginalFetcher(
+        allowed_origin=RECIPES_URL,
+        max_bytes=10_000,
+        timeout=1.0,
+        deadline=5.0,
+        transport=httpx.MockTransport(record),
+    )
+    reference = server.add(1, 1, DATA)
+    with log_context(correlation_id=correlation_id):
+        assert await fetcher.fetch(reference) == DATA
+    await fetcher.aclose()
+    assert seen == [forwarded]

@@ -103,7 +103,11 @@ async def run_worker_process(settings: Settings) -> None:
     from servicekit.runtime import Messaging, run_worker
     from servicekit.ticks import TickEmitter
 
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     session_maker = create_session_maker(engine)
     consumer = build_consumer(session_maker, settings)
     emitter = TickEmitter(
@@ -120,17 +124,15 @@ async def run_worker_process(settings: Settings) -> None:
         consumers=[consumer],
         emitters=[emitter],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     transport = build_transport(settings)
-    dispatching = asyncio.create_task(
-        build_dispatcher(session_maker, settings, transport).run(), name="mail-dispatch"
-    )
+    dispatcher = build_dispatcher(session_maker, settings, transport)
+    messaging.spawn(dispatcher.run(), name="mail-dispatch")
     readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:
         await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
     finally:
-        dispatching.cancel()
-        await asyncio.gather(dispatching, return_exceptions=True)
         await transport.close()
         await engine.dispose()
 

@@ -68,7 +68,11 @@ def build_worker_consumer(settings: Settings, session_maker: SessionMaker) -> Co
 
 def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
     """The worker: consumers of ``recipes.events`` and an outbox relay."""
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        idle_timeout=settings.database_idle_timeout,
+    )
     session_maker = create_session_maker(engine)
     consumer = build_worker_consumer(settings, session_maker)
     messaging = Messaging(
@@ -77,6 +81,7 @@ def build_messaging(settings: Settings) -> tuple[Messaging, Readiness]:
         session_maker=session_maker,
         consumers=[consumer],
         poll_interval=settings.outbox_poll_interval,
+        inbox_retention=settings.inbox_retention,
     )
     return messaging, Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
 
