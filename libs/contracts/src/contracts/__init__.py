@@ -16,9 +16,11 @@ from contracts.events import (
     ScheduleTick,
     UserDeleted,
     UserRegistered,
+    UserRegisteredV1,
     UserRole,
     UserSnapshot,
     UserUpdated,
+    UserUpdatedV1,
 )
 from contracts.routing import EXCHANGE_NAME
 
@@ -40,9 +42,11 @@ __all__ = [
     "UnknownEventError",
     "UserDeleted",
     "UserRegistered",
+    "UserRegisteredV1",
     "UserRole",
     "UserSnapshot",
     "UserUpdated",
+    "UserUpdatedV1",
     "make_envelope",
     "parse_event",
 ]
