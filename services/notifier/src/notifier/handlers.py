@@ -18,7 +18,8 @@ from servicekit.db import SessionMaker
 
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
-    if await copies.apply_user(ctx.session, event) and event.is_active:
+    # Without an address there is nobody to welcome (adding one later starts the digests only).
+    if await copies.apply_user(ctx.session, event) and event.is_active and event.email:
         await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
 
 
