@@ -3,6 +3,7 @@
 from contracts.envelope import Envelope, UnknownEventError, make_envelope, parse_event
 from contracts.events import (
     EVENT_MODELS,
+    ORIGINAL_IMAGE_VARIANT,
     Event,
     ImageReference,
     ImageVariant,
@@ -27,6 +28,7 @@ from contracts.routing import EXCHANGE_NAME
 __all__ = [
     "EVENT_MODELS",
     "EXCHANGE_NAME",
+    "ORIGINAL_IMAGE_VARIANT",
     "Envelope",
     "Event",
     "ImageReference",

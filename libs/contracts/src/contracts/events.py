@@ -155,6 +155,11 @@ class RatingRemoved(Event):
     removed_at: AwareDatetime
 
 
+#: The variant whose URL a recipe shows as ``original_image``: the upload at full size, every
+#: piece of metadata (EXIF, GPS, comments) stripped. The upload itself is never published.
+ORIGINAL_IMAGE_VARIANT = "original"
+
+
 class ImageVariant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 

@@ -132,6 +132,8 @@ async def test_original_image_field_name_is_accepted(
     response = await upload(client, users.seller(), JPEG, field="original_image")
     assert response.status_code == 201, response.text
     assert response.json()["image_status"] == "pending"
+    # The original's field is there, null until the media service made the stripped copy.
+    assert response.json()["original_image"] is None
 
 
 async def test_oversized_image_is_413_and_nothing_is_stored(
