@@ -26,7 +26,6 @@ from typing import Literal
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from contracts import ORIGINAL_IMAGE_VARIANT
 from media.errors import ImageRejected
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
@@ -39,8 +38,10 @@ WEBP_WIDTHS = (200, 400, 800, 1600)
 WEBP_QUALITY = 80
 #: A variant is resized from a larger one already made when that is at least this much larger.
 CHAIN_FACTOR = 2
-#: The full-size copy, metadata stripped: JPEG, or WebP when it has transparency.
-ORIGINAL_VARIANT = ORIGINAL_IMAGE_VARIANT
+#: The full-size copy, metadata stripped: JPEG, or WebP when it has transparency. It is
+#: ``contracts.ORIGINAL_IMAGE_VARIANT`` (a test holds them equal), not imported from there:
+#: pydantic would be most of the time a render process takes to start.
+ORIGINAL_VARIANT = "original"
 ORIGINAL_QUALITY = 90
 #: WebP's largest side; a wider transparent image is flattened to JPEG instead.
 WEBP_MAX_SIDE = 16383

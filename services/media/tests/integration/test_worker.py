@@ -102,7 +102,7 @@ async def test_same_image_event_twice_uploads_once_and_publishes_once(
     await eventually(sentinel_arrived)
     assert [e.type for e in worker.results_for(42)] == ["recipe.image_ready"]
     assert [u.public_id for u in cloudinary_standin.uploads].count("recipes/42/v1/resized") == 1
-    assert len(cloudinary_standin.uploads) == 3  # resized, w200, w400
+    assert len(cloudinary_standin.uploads) == 4  # resized, w200, w400, original
     assert (await worker.job(42, 1)).attempts == 1
 
 
@@ -197,8 +197,10 @@ async def test_unavailable_recipes_service_retries_then_dead_letters(
 THREE_DAYS_AGO = timedelta(days=-3)
 
 
-async def test_a_replay_days_later_still_gets_its_original(start_worker: StartWorker) -> None:
-    worker = await start_worker(recipes_credential=CREDENTIAL)
+async def test_a_replay_days_later_still_gets_its_original(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = await start_worker(recipes_credential=CREDENTIAL, data_dir=str(tmp_path))
     original = encode(noisy((640, 480)), "JPEG", quality=85)
     reference = worker.originals.add(51, 1, original, expires_in=THREE_DAYS_AGO)
     await worker.send(recipe_created(51, reference))

@@ -181,6 +181,13 @@ def test_the_full_size_copy_keeps_every_pixel_and_no_metadata() -> None:
     assert b"PhoneCo" not in copy.data and b"at home" not in copy.data
 
 
+def test_the_full_size_copy_is_named_as_the_contract_says() -> None:
+    from contracts import ORIGINAL_IMAGE_VARIANT
+    from media.imaging import ORIGINAL_VARIANT
+
+    assert ORIGINAL_VARIANT == ORIGINAL_IMAGE_VARIANT
+
+
 def test_a_transparent_original_keeps_its_alpha_in_webp() -> None:
     copy = variant(render_variants(alpha_png(), max_pixels=MAX_PIXELS), "original")
     image = decoded(copy)
