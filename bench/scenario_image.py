@@ -4,10 +4,10 @@ Ours is the real path: a seller uploads the recipe with its image to the recipes
 outbox announces it; the media worker (2 render processes, local storage) fetches the original
 by its signed URL, renders the variants, stores them and publishes ``recipe.image_ready``, which
 the bench hears on its own queue. The ceiling is Pillow alone producing the same variants from
-the same bytes in this process, with the same Pillow work as the service (draft decode; each
+the same bytes in this process, with the same Pillow work as the service (full decode; each
 distinct size resized once with LANCZOS, largest first, from a variant already made when that is
-at least twice as large; JPEG 800x800 q85 + WebP 200-1600 q80), without validation, colour
-management, storage or messaging.
+at least twice as large; JPEG 800x800 q85 + WebP 200-1600 q80 + the full-size JPEG q90 that
+becomes ``original_image``), without validation, colour management, storage or messaging.
 
 Latency: one image at a time, upload → ``recipe.image_ready``. Throughput: N images queued at
 once, images/s from the first upload to the last ``image_ready``, against one core of Pillow.
@@ -82,7 +82,6 @@ def photo_like_jpeg(seed: int = 7) -> bytes:
 def pillow_alone(data: bytes) -> int:
     """The same variants with Pillow and nothing else; returns the bytes produced."""
     image = Image.open(io.BytesIO(data))
-    image.draft("RGB", (max(WEBP_WIDTHS), 1))
     image.load()
     width, height = WIDTH, HEIGHT
     scale = min(1.0, RESIZED_BOX[0] / width, RESIZED_BOX[1] / height)
@@ -101,7 +100,9 @@ def pillow_alone(data: bytes) -> int:
         else:
             resized[size].save(buffer, "WEBP", quality=80)
         produced += buffer.tell()
-    return produced
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return produced + buffer.tell()
 
 
 class ReadyListener:

@@ -14,9 +14,10 @@ def build_document() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Envelope": Envelope.model_json_schema()}
     for (event_type, version), model in sorted(EVENT_MODELS.items()):
-        name = f"{model.__name__}V{version}"
         producer, consumers = EVENT_FLOWS[event_type]
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        # The schema's title, not the class name: an older version's class is ``…V1``.
+        name = f"{schema['title']}V{version}"
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
         messages[name] = {
@@ -28,9 +29,10 @@ def build_document() -> dict[str, Any]:
             f"{', '.join(consumers) or 'nobody yet'}. The body is the Envelope with this payload.",
             "payload": {"$ref": f"#/components/schemas/{name}"},
         }
-        channels[event_type] = {
-            "address": event_type,
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        channel = channels.setdefault(event_type, {"address": event_type, "messages": {}})
+        # Every version a consumer may still meet travels on the channel.
+        channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
+        channel |= {
             "bindings": {
                 "amqp": {
                     "is": "routingKey",

@@ -33,6 +33,7 @@ services use to reach each other) and never overrides a value set explicitly.
 
 import argparse
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,16 @@ class Platform:
     def port(self, base: int) -> int:
         return base + self.port_offset
 
+    def media_credential(self) -> str:
+        """The media worker's credential at the recipes service: made once per var dir, kept
+        there (owner-only) so that a restarted process gets the same one."""
+        path = self.var_dir / "media-credential"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
     def service_env(self, service: Service) -> dict[str, str]:
         """The computed settings of one service; explicit values in the environment win."""
         p = service.prefix
@@ -161,6 +172,9 @@ class Platform:
             "RECIPES_INTERNAL_BASE_URL": recipes_url,
             "MEDIA_RECIPES_INTERNAL_URL": recipes_url,
             "MEDIA_PUBLIC_BASE_URL": f"{self.gateway_url}/media/",
+            # One credential on both sides: replayed image events fetch past their link's expiry.
+            "RECIPES_MEDIA_CREDENTIAL": self.media_credential(),
+            "MEDIA_RECIPES_CREDENTIAL": self.media_credential(),
             # Unsubscribe links in mail point at the gateway.
             "NOTIFIER_PUBLIC_BASE_URL": self.gateway_url,
         }

@@ -31,8 +31,10 @@ from contracts import (
     UnknownEventError,
     UserDeleted,
     UserRegistered,
+    UserRegisteredV1,
     UserRole,
     UserUpdated,
+    UserUpdatedV1,
     make_envelope,
     parse_event,
 )
@@ -69,7 +71,9 @@ RECIPE = {
 }
 
 EXAMPLES: list[Event] = [
-    UserRegistered(**USER),
+    UserRegisteredV1(**USER),
+    UserUpdatedV1(**USER),
+    UserRegistered(**{**USER, "email": None}),
     UserUpdated(**USER),
     UserDeleted(user_id=1, username="ann", version=2, deleted_at=NOW),
     RecipeCreated(**RECIPE),
@@ -176,6 +180,23 @@ def test_events_are_frozen() -> None:
 def test_deterministic_event_id_is_kept() -> None:
     event_id = uuid.uuid4()
     assert make_envelope(EXAMPLES[-1], producer="t", event_id=event_id).event_id == event_id
+
+
+def test_version_1_user_events_still_parse_as_their_type() -> None:
+    """A v1 ``user.*`` queued before the change reaches the same handler, email required."""
+    v1 = make_envelope(UserUpdatedV1(**USER), producer="tests")
+    assert v1.version == 1
+    parsed = parse_event(v1)
+    assert isinstance(parsed, UserUpdated)
+    assert parsed.email == "ann@example.com"
+    with pytest.raises(ValidationError):
+        parse_event(v1.model_copy(update={"payload": {**v1.payload, "email": None}}))
+
+
+def test_version_2_user_events_may_lack_an_email() -> None:
+    envelope = make_envelope(UserRegistered(**{**USER, "email": None}), producer="tests")
+    assert envelope.version == 2
+    assert parse_event(envelope) == UserRegistered(**{**USER, "email": None})
 
 
 def test_user_events_never_carry_a_password() -> None:

@@ -3,6 +3,7 @@
 from contracts.envelope import Envelope, UnknownEventError, make_envelope, parse_event
 from contracts.events import (
     EVENT_MODELS,
+    ORIGINAL_IMAGE_VARIANT,
     Event,
     ImageReference,
     ImageVariant,
@@ -16,15 +17,18 @@ from contracts.events import (
     ScheduleTick,
     UserDeleted,
     UserRegistered,
+    UserRegisteredV1,
     UserRole,
     UserSnapshot,
     UserUpdated,
+    UserUpdatedV1,
 )
 from contracts.routing import EXCHANGE_NAME
 
 __all__ = [
     "EVENT_MODELS",
     "EXCHANGE_NAME",
+    "ORIGINAL_IMAGE_VARIANT",
     "Envelope",
     "Event",
     "ImageReference",
@@ -40,9 +44,11 @@ __all__ = [
     "UnknownEventError",
     "UserDeleted",
     "UserRegistered",
+    "UserRegisteredV1",
     "UserRole",
     "UserSnapshot",
     "UserUpdated",
+    "UserUpdatedV1",
     "make_envelope",
     "parse_event",
 ]

@@ -26,11 +26,19 @@ class Event(BaseModel):
 
 
 class UserSnapshot(Event):
-    """What other services may know about a user: never a password hash."""
+    """What other services may know about a user: never a password hash.
+
+    Version 2 made ``email`` optional (the original API registers users without one: they get
+    no mail until they add one). Version 1 (email required) still parses, as a subclass, so
+    messages queued or dead-lettered before the change are handled by the same handlers.
+    Deploy the consumers before auth starts publishing version 2.
+    """
+
+    event_version: ClassVar[int] = 2
 
     user_id: int
     username: str
-    email: str
+    email: str | None
     role: UserRole
     is_active: bool = True
     date_joined: AwareDatetime
@@ -45,6 +53,24 @@ class UserRegistered(UserSnapshot):
 
 class UserUpdated(UserSnapshot):
     event_type: ClassVar[str] = "user.updated"
+
+
+class UserRegisteredV1(UserRegistered):
+    # Version 1, email required (a comment: a docstring would change the snapshot).
+
+    model_config = ConfigDict(title="UserRegistered")
+    event_version: ClassVar[int] = 1
+
+    email: str
+
+
+class UserUpdatedV1(UserUpdated):
+    # Version 1, email required (a comment: a docstring would change the snapshot).
+
+    model_config = ConfigDict(title="UserUpdated")
+    event_version: ClassVar[int] = 1
+
+    email: str
 
 
 class UserDeleted(Event):
@@ -129,6 +155,11 @@ class RatingRemoved(Event):
     removed_at: AwareDatetime
 
 
+#: The variant whose URL a recipe shows as ``original_image``: the upload at full size, every
+#: piece of metadata (EXIF, GPS, comments) stripped. The upload itself is never published.
+ORIGINAL_IMAGE_VARIANT = "original"
+
+
 class ImageVariant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -171,6 +202,8 @@ class ScheduleTick(Event):
 EVENT_MODELS: dict[tuple[str, int], type[Event]] = {
     (model.event_type, model.event_version): model
     for model in (
+        UserRegisteredV1,
+        UserUpdatedV1,
         UserRegistered,
         UserUpdated,
         UserDeleted,

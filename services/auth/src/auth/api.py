@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from auth import service, signin
 from auth.db import SessionDep
@@ -25,13 +24,17 @@ from auth.service import FieldErrors
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle, client_address
 from servicekit.errors import error_responses, field_errors
+from servicekit.forms import FormBodyRoute
 from servicekit.tokens import CurrentPrincipal
 
 PREFIX = "/api/auth"
 
 
-class FieldErrorRoute(APIRoute):
-    """Validation errors as a bare ``{"field": ["message"]}`` body, as the original backend."""
+class FieldErrorRoute(FormBodyRoute):
+    """Validation errors as a bare ``{"field": ["message"]}`` body, as the original backend.
+
+    Bodies may be JSON or forms (``FormBodyRoute``), as DRF's default parsers allowed.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -88,7 +91,8 @@ def _routes(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
 
 
 def _user_out(user: Any) -> UserOut:
-    return UserOut(id=user.id, username=user.username, email=user.email, role=user.role)
+    # No address is "" in the body, as Django's blank EmailField showed it.
+    return UserOut(id=user.id, username=user.username, email=user.email or "", role=user.role)
 
 
 @_routes(

@@ -20,7 +20,8 @@ class User(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     username: str = Field(sa_column=Column(String(150), nullable=False))
-    email: str = Field(sa_column=Column(String(254), nullable=False))
+    #: None until the user adds one (registration does not require it); no mail goes out before.
+    email: str | None = Field(default=None, sa_column=Column(String(254), nullable=True))
     password_hash: str = Field(sa_column=Column(String(255), nullable=False))
     role: str = Field(sa_column=Column(String(20), nullable=False))
     is_active: bool = True

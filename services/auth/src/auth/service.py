@@ -104,27 +104,30 @@ async def register(
     session: AsyncSession,
     passwords: Passwords,
     username: str,
-    email: str,
+    email: str | None,
     password: str,
     role: str,
 ) -> User:
     """Create an account and its ``user.registered`` event; FieldErrors lists every problem."""
     errors: dict[str, list[str]] = {}
     _merge(errors, "username", _username_problems(username))
-    try:
-        email = normalize_email(email)
-    except FieldErrors as exc:
-        errors.update(exc.errors)
+    if not email:
+        email = None  # optional, as in the original; "" is how a form leaves it out
+    else:
+        try:
+            email = normalize_email(email)
+        except FieldErrors as exc:
+            errors.update(exc.errors)
     if role not in {r.value for r in UserRole}:
         errors["role"] = [f'"{role}" is not a valid choice.']
-    _merge(errors, "password", password_problems(password, username=username, email=email))
+    _merge(errors, "password", password_problems(password, username=username, email=email or ""))
     if "username" not in errors:
         taken = await session.scalar(
             select(col(User.id)).where(func.lower(col(User.username)) == username.lower())
         )
         if taken is not None:
             errors["username"] = ["A user with that username already exists."]
-    if "email" not in errors and await _email_taken(session, email):
+    if email is not None and "email" not in errors and await _email_taken(session, email):
         errors["email"] = [EMAIL_TAKEN]
     if errors:
         raise FieldErrors(errors)
@@ -201,7 +204,7 @@ async def update_me(
         _merge(
             errors,
             "password",
-            password_problems(password, username=user.username, email=new_email),
+            password_problems(password, username=user.username, email=new_email or ""),
         )
     if errors:
         raise FieldErrors(errors)

@@ -53,6 +53,9 @@ class TokenIssuer:
                 "iss": self.issuer,
                 "aud": self.audience,
                 "sub": str(user.id),
+                # SimpleJWT's names, for clients of the original API that read them.
+                "user_id": user.id,
+                "token_type": typ,
                 "username": user.username,
                 "role": user.role,
                 "typ": typ,

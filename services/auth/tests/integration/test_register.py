@@ -1,6 +1,10 @@
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from servicekit.db import SessionMaker
+from servicekit.tables import OutboxMessage
 from tests.helpers import STRONG_PASSWORD, register
 
 pytestmark = pytest.mark.integration
@@ -44,10 +48,39 @@ async def test_role_defaults_to_customer_and_works_without_trailing_slash(
 async def test_missing_fields_use_the_field_error_shape(client: httpx.AsyncClient) -> None:
     response = await client.post(URL, json={"username": "x"})
     assert response.status_code == 400
-    assert response.json() == {
-        "password": ["This field is required."],
-        "email": ["This field is required."],
-    }
+    assert response.json() == {"password": ["This field is required."]}
+
+
+@pytest.mark.parametrize("email", [None, ""], ids=["absent", "blank"])
+async def test_email_is_optional_as_in_the_original(
+    client: httpx.AsyncClient, app: FastAPI, email: str | None
+) -> None:
+    payload = {"username": "noaddr", "password": STRONG_PASSWORD}
+    if email is not None:
+        payload["email"] = email
+    first = await client.post(URL, json=payload)
+    # Two users without an address do not collide on the unique address index.
+    second = await client.post(URL, json={**payload, "username": "noaddr2"})
+    assert (first.status_code, second.status_code) == (201, 201), first.text
+    assert first.json()["email"] == ""
+    maker: SessionMaker = app.state.session_maker
+    async with maker() as session:
+        rows = (await session.execute(select(OutboxMessage.envelope))).scalars().all()  # type: ignore[call-overload]
+    registered = [row for row in rows if row["type"] == "user.registered"]
+    assert [(row["version"], row["payload"]["email"]) for row in registered] == [(2, None)] * 2
+
+
+async def test_a_form_encoded_registration_is_accepted(client: httpx.AsyncClient) -> None:
+    form = {"username": "formuser", "password": STRONG_PASSWORD, "email": "f@example.com"}
+    encoded = await client.post(URL, data=form)
+    multipart = await client.post(
+        URL, data={**form, "username": "formuser2", "email": ""}, files={"x": b""}
+    )
+    assert encoded.status_code == 201, encoded.text
+    assert encoded.json()["email"] == "f@example.com"
+    assert multipart.status_code == 201, multipart.text
+    missing = await client.post(URL, data={"username": "y"})
+    assert missing.json() == {"password": ["This field is required."]}
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,29 @@ async def test_sign_in_returns_access_and_refresh_tokens(client: httpx.AsyncClie
     assert access["role"] == "seller"
     assert access["typ"] == "access"
     assert refresh["typ"] == "refresh"
+    # SimpleJWT's claims, for clients of the original API.
+    assert access["user_id"] == user["id"]
+    assert (access["token_type"], refresh["token_type"]) == ("access", "refresh")
     assert access["exp"] - access["iat"] == 15 * 60
     assert refresh["exp"] - refresh["iat"] == 7 * 24 * 3600
     assert access["jti"] != refresh["jti"]
     assert jwt.get_unverified_header(tokens["access"])["alg"] == "EdDSA"
+
+
+async def test_token_and_refresh_accept_form_bodies(client: httpx.AsyncClient) -> None:
+    """DRF's default parsers take forms as well as JSON."""
+    await register(client, "alice")
+    pair = await client.post(
+        "/api/auth/token/", data={"username": "alice", "password": STRONG_PASSWORD}
+    )
+    assert pair.status_code == 200, pair.text
+    multipart = await client.post(
+        "/api/auth/token/refresh/", data={"refresh": pair.json()["refresh"]}, files={"f": b""}
+    )
+    assert multipart.status_code == 200, multipart.text
+    assert set(multipart.json()) == {"access", "refresh"}
+    wrong = await client.post("/api/auth/token/", data={"username": "alice", "password": "no"})
+    assert wrong.status_code == 401
 
 
 @pytest.mark.parametrize(("username", "password"), [("alice", "wrong-password"), ("nobody", "x")])

@@ -20,7 +20,8 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(
-            "deleted_at IS NOT NULL OR (username IS NOT NULL AND email IS NOT NULL"
+            # email may be NULL: users may register without an address (an empty CSV cell).
+            "deleted_at IS NOT NULL OR (username IS NOT NULL"
             " AND role IS NOT NULL AND date_joined IS NOT NULL AND updated_at IS NOT NULL)",
             name="ck_users_live_user_is_complete",
         ),

@@ -24,6 +24,7 @@ from backup.csvfile import (
     neutralise,
     read_manifest,
     strip_neutralising_prefix,
+    verify_export,
 )
 from backup.db import SessionMaker, libpq_url
 from backup.exports import Exporter, ExportError, RowSource, copy_users, neutralised
@@ -85,7 +86,7 @@ def expected_row(user: UserRegistered) -> list[str]:
     return [
         str(user.user_id),
         neutralise(user.username),
-        neutralise(user.email),
+        neutralise(user.email or ""),
         format_timestamp(user.date_joined),
         user.role.value,
         format_timestamp(user.updated_at),
@@ -193,6 +194,22 @@ async def test_deleted_users_leave_the_export(
         )
     result = exporter.export_slot(SUNDAY, trigger="schedule")
     assert [row[1] for row in read_rows(result.path)[1:]] == ["stays"]
+
+
+async def test_a_user_without_an_email_is_exported_with_an_empty_cell(
+    session_maker: SessionMaker, exporter: Exporter
+) -> None:
+    """Registration does not require an address (user.registered v2 carries email None)."""
+    no_email = UserRegistered.model_validate(
+        {**registered(1, "noaddr").model_dump(), "email": None}
+    )
+    await store(session_maker, no_email, registered(2, "withaddr"))
+    result = exporter.export_slot(SUNDAY, trigger="schedule")
+    assert [row[1:3] for row in read_rows(result.path)[1:]] == [
+        ["noaddr", ""],
+        ["withaddr", "withaddr@example.com"],
+    ]
+    assert verify_export(result.path).rows == 2
 
 
 async def test_same_slot_twice_gives_one_file(

@@ -5,6 +5,11 @@ other scheme, host or port is refused without a request (it is logged, since onl
 forged message produces one). The body is streamed with a byte cap and checked against the
 reference's size and sha256. 403/404/410 mean the link expired or the image is gone: the job
 fails for good. Timeouts, connection errors and 5xx propagate, so the event is retried.
+
+A link expires (a day by default), but a dead letter may be replayed days later. With the
+worker's credential (``MEDIA_RECIPES_CREDENTIAL``, sent as ``CREDENTIAL_HEADER``) the recipes
+service honours an authentic link at any age while the recipe's image exists, so the worker
+then ignores the expiry and lets the recipes service decide.
 """
 
 import asyncio
@@ -24,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 GONE_STATUSES = frozenset({403, 404, 410})
 UNAVAILABLE = "The uploaded file is no longer available; please upload the image again."
+#: The recipes service's ``MEDIA_CREDENTIAL_HEADER`` (services share no code, only the name).
+CREDENTIAL_HEADER = "X-Media-Credential"
 NOT_INTACT = "The uploaded file could not be read back intact; please upload the image again."
 
 
@@ -40,9 +47,11 @@ class OriginalFetcher:
         max_bytes: int,
         timeout: float,
         deadline: float,
+        credential: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._origin = _origin(httpx.URL(allowed_origin))
+        self._credential = credential
         self._max_bytes = max_bytes
         self._deadline = deadline
         self._client = httpx.AsyncClient(
@@ -63,7 +72,7 @@ class OriginalFetcher:
             raise ImageRejected(UNAVAILABLE, f"URL outside the allowed origin: {reference.url}")
         if reference.size > self._max_bytes:
             raise ImageRejected(self._too_big(), f"reference declares {reference.size} bytes")
-        if reference.expires_at <= (now or datetime.now(UTC)):
+        if self._credential is None and reference.expires_at <= (now or datetime.now(UTC)):
             raise ImageRejected(UNAVAILABLE, f"link expired at {reference.expires_at}")
 
     async def fetch(self, reference: ImageReference) -> bytes:
@@ -86,6 +95,8 @@ class OriginalFetcher:
         correlation_id = context_fields().get("correlation_id")
         if isinstance(correlation_id, str) and is_valid_request_id(correlation_id):
             headers["X-Request-ID"] = correlation_id
+        if self._credential is not None:
+            headers[CREDENTIAL_HEADER] = self._credential
         async with self._client.stream("GET", reference.url, headers=headers) as response:
             if response.status_code in GONE_STATUSES:
                 raise ImageRejected(UNAVAILABLE, f"recipes answered {response.status_code}")

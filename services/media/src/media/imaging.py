@@ -2,10 +2,15 @@
 
 Validation reads the header only (``Image.open`` decodes no pixels): the format must be one of
 ``ACCEPTED_FORMATS`` and the pixel count at most ``max_pixels``, so a decompression bomb is
-refused before a byte of it is decoded. Large JPEGs are then decoded at reduced size (``draft``)
-when the largest variant allows it. The EXIF orientation is applied, colours are converted to
+refused before a byte of it is decoded. The EXIF orientation is applied, colours are converted to
 sRGB from an embedded ICC profile, and then every piece of metadata (EXIF with GPS positions,
 XMP, comments, the ICC profile) is dropped: outputs carry sRGB pixels only.
+
+Besides the resized variants, ``ORIGINAL_VARIANT`` is a full-size copy (the original API's
+``original_image``): the upload itself is never published, since a phone photo's EXIF carries
+where it was taken. It needs the full decode, so JPEGs are no longer decoded at reduced size
+(``draft``): about twice the decoding time of a large photo, the price of a public original
+that cannot leak a location.
 
 Each distinct size is resized once, largest first, and from the smallest image already made
 that is at least ``CHAIN_FACTOR`` times as large (else from the decoded original): w800 from
@@ -33,6 +38,13 @@ WEBP_WIDTHS = (200, 400, 800, 1600)
 WEBP_QUALITY = 80
 #: A variant is resized from a larger one already made when that is at least this much larger.
 CHAIN_FACTOR = 2
+#: The full-size copy, metadata stripped: JPEG, or WebP when it has transparency. It is
+#: ``contracts.ORIGINAL_IMAGE_VARIANT`` (a test holds them equal), not imported from there:
+#: pydantic would be most of the time a render process takes to start.
+ORIGINAL_VARIANT = "original"
+ORIGINAL_QUALITY = 90
+#: WebP's largest side; a wider transparent image is flattened to JPEG instead.
+WEBP_MAX_SIDE = 16383
 #: Orientations (EXIF 274) that swap width and height.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -78,8 +90,6 @@ def render_variants(data: bytes, *, max_pixels: int) -> RenderedImage:
         orientation = exif_orientation(image)
         width, height = oriented_size(image, orientation)
         try:
-            if source_format == "JPEG":
-                image.draft(None, draft_size(image, width))
             image.load()
             if orientation != 1:  # exif_transpose copies the whole image even when upright
                 image = ImageOps.exif_transpose(image)
@@ -89,7 +99,8 @@ def render_variants(data: bytes, *, max_pixels: int) -> RenderedImage:
         except Exception as exc:  # Pillow raises many types for broken files
             raise ImageRejected(DAMAGED, f"decoding failed: {exc!r}") from exc
     image.info.clear()
-    return RenderedImage(source_format, width, height, _variants(image, width, height))
+    variants = (*_variants(image, width, height), _full_size_copy(image))
+    return RenderedImage(source_format, width, height, variants)
 
 
 def warm_up() -> None:
@@ -139,14 +150,6 @@ def oriented_size(image: Image.Image, orientation: int) -> tuple[int, int]:
     """Width and height once the EXIF orientation is applied."""
     width, height = image.size
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
-
-
-def draft_size(image: Image.Image, oriented_width: int) -> tuple[int, int]:
-    """The smallest decoded size that still serves the widest variant (in stored axes)."""
-    needed = min(max(WEBP_WIDTHS), oriented_width)
-    # A request of 1 on the other axis lets the width alone decide the reduction; the 800x800
-    # JPEG never needs more than the 1600-wide WebP does.
-    return (needed, 1) if image.size[0] == oriented_width else (1, needed)
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
@@ -223,12 +226,26 @@ def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+def _flattened(image: Image.Image) -> Image.Image:
+    """RGB on white: JPEG has no transparency."""
+    if image.mode != "RGBA":
+        return image
+    flat = Image.new("RGB", image.size, "white")
+    flat.paste(image, mask=image.getchannel("A"))
+    return flat
+
+
 def _jpeg_variant(image: Image.Image) -> RenderedVariant:
-    if image.mode == "RGBA":
-        flat = Image.new("RGB", image.size, "white")
-        flat.paste(image, mask=image.getchannel("A"))
-        image = flat
-    return _encode(RESIZED_VARIANT, "jpeg", image, quality=RESIZED_QUALITY, optimize=True)
+    return _encode(
+        RESIZED_VARIANT, "jpeg", _flattened(image), quality=RESIZED_QUALITY, optimize=True
+    )
+
+
+def _full_size_copy(image: Image.Image) -> RenderedVariant:
+    """``ORIGINAL_VARIANT``: every pixel of the upload, none of its metadata."""
+    if image.mode == "RGBA" and max(image.size) <= WEBP_MAX_SIDE:
+        return _encode(ORIGINAL_VARIANT, "webp", image, quality=ORIGINAL_QUALITY)
+    return _encode(ORIGINAL_VARIANT, "jpeg", _flattened(image), quality=ORIGINAL_QUALITY)
 
 
 def _encode(

@@ -51,6 +51,11 @@ def build_pipeline(
             max_bytes=settings.max_image_bytes,
             timeout=settings.fetch_timeout,
             deadline=settings.fetch_deadline,
+            credential=(
+                settings.recipes_credential.get_secret_value()
+                if settings.recipes_credential
+                else None
+            ),
             transport=transport,
         ),
         renderer=Renderer(

@@ -32,6 +32,10 @@ class Settings(ServiceSettings):
 
     #: The only origin originals are fetched from, whatever URL a message carries.
     recipes_internal_url: str = "http://127.0.0.1:8002"
+    #: Shared with the recipes service (``RECIPES_MEDIA_CREDENTIAL``): with it an expired image
+    #: link still works, so a message replayed days later gets its original. Without it a
+    #: link past its expiry fails the image.
+    recipes_credential: SecretStr | None = None
     #: seconds for fetching an original from the recipes service
     fetch_timeout: float = Field(default=10.0, gt=0)
     #: Upper bound on a whole download, so a slow drip cannot hold a job forever.

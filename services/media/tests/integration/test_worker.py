@@ -1,6 +1,7 @@
 """Issue 5's acceptance, through a real broker and database and a stand-in Cloudinary."""
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from prometheus_client import REGISTRY
 
 from contracts import RecipeDeleted, RecipeImageFailed, RecipeImageReady, RecipeUpdated
+from media.fetch import UNAVAILABLE
 from media.models import JobStatus
 from media.settings import QUEUE_NAME
 from servicekit import dead_letters
@@ -15,6 +17,7 @@ from servicekit.metrics import EVENTS_CONSUMED
 
 from ..cloudinary_standin import CloudinaryStandIn
 from ..corpus import encode, hostile_corpus, noisy
+from ..originals import CREDENTIAL
 from .conftest import StartWorker
 from .harness import eventually, recipe_created
 
@@ -50,7 +53,7 @@ async def test_cloudinary_secure_url_reaches_image_ready(
     assert cloudinary_standin.rejected == []
     uploads = {u.public_id: u for u in cloudinary_standin.uploads}
     assert sorted(uploads) == [
-        f"recipes/41/v1/{name}" for name in ("resized", "w200", "w400", "w800")
+        f"recipes/41/v1/{name}" for name in ("original", "resized", "w200", "w400", "w800")
     ]
     assert ready.resized_image_url.startswith("https://res.cloudinary.test/")
     assert ready.resized_image_url.endswith("/recipes/41/v1/resized.jpg")
@@ -99,7 +102,7 @@ async def test_same_image_event_twice_uploads_once_and_publishes_once(
     await eventually(sentinel_arrived)
     assert [e.type for e in worker.results_for(42)] == ["recipe.image_ready"]
     assert [u.public_id for u in cloudinary_standin.uploads].count("recipes/42/v1/resized") == 1
-    assert len(cloudinary_standin.uploads) == 3  # resized, w200, w400
+    assert len(cloudinary_standin.uploads) == 4  # resized, w200, w400, original
     assert (await worker.job(42, 1)).attempts == 1
 
 
@@ -188,6 +191,36 @@ async def test_unavailable_recipes_service_retries_then_dead_letters(
     assert job.attempts == 3 and job.error is not None and "503" in job.error
     assert worker.originals.requests.count("/internal/images/45/1") == 3
     assert worker.results == []
+
+
+#: A message older than its link: a dead letter replayed days later.
+THREE_DAYS_AGO = timedelta(days=-3)
+
+
+async def test_a_replay_days_later_still_gets_its_original(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    worker = await start_worker(recipes_credential=CREDENTIAL, data_dir=str(tmp_path))
+    original = encode(noisy((640, 480)), "JPEG", quality=85)
+    reference = worker.originals.add(51, 1, original, expires_in=THREE_DAYS_AGO)
+    await worker.send(recipe_created(51, reference))
+    await worker.wait_for_results(1)
+    assert [e.type for e in worker.results] == ["recipe.image_ready"]
+    assert (await worker.job(51, 1)).status == JobStatus.READY
+
+
+async def test_without_the_credential_an_expired_link_fails_the_image(
+    start_worker: StartWorker,
+) -> None:
+    worker = await start_worker()
+    original = encode(noisy((640, 480)), "JPEG", quality=85)
+    reference = worker.originals.add(52, 1, original, expires_in=THREE_DAYS_AGO)
+    await worker.send(recipe_created(52, reference))
+    await worker.wait_for_results(1)
+    [failed] = worker.results
+    assert failed.type == "recipe.image_failed"
+    assert RecipeImageFailed.model_validate(failed.payload).reason == UNAVAILABLE
+    assert worker.originals.requests == []
 
 
 async def test_event_without_image_is_ignored(start_worker: StartWorker) -> None:

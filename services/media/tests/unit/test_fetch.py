@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -7,7 +8,7 @@ from media.errors import ImageRejected
 from media.fetch import NOT_INTACT, UNAVAILABLE, OriginalFetcher
 from servicekit.logs import log_context
 
-from ..originals import RECIPES_URL, OriginalsServer
+from ..originals import CREDENTIAL, RECIPES_URL, OriginalsServer
 
 DATA = b"\xff\xd8\xff" + b"x" * 5000
 
@@ -75,6 +76,25 @@ async def test_server_errors_are_transient(
     server.statuses["/internal/images/1/1"] = status
     with pytest.raises(httpx.HTTPStatusError):
         await fetcher.fetch(reference)
+
+
+async def test_an_expired_link_is_followed_only_with_the_credential(
+    server: OriginalsServer, fetcher: OriginalFetcher
+) -> None:
+    expired = server.add(1, 1, DATA, expires_in=timedelta(days=-3))
+    with pytest.raises(ImageRejected, match="no longer available"):
+        await fetcher.fetch(expired)
+    assert server.requests == []  # refused without a request
+    with_credential = OriginalFetcher(
+        allowed_origin=RECIPES_URL,
+        max_bytes=10_000,
+        timeout=1.0,
+        deadline=5.0,
+        credential=CREDENTIAL,
+        transport=server.transport,
+    )
+    assert await with_credential.fetch(expired) == DATA
+    await with_credential.aclose()
 
 
 async def test_timeouts_are_transient() -> None:

@@ -8,10 +8,7 @@ from media.errors import ImageRejected
 from media.imaging import (
     RenderedImage,
     RenderedVariant,
-    draft_size,
-    exif_orientation,
     fit_within,
-    oriented_size,
     render_variants,
     resize_all,
     webp_widths,
@@ -139,6 +136,7 @@ def test_large_jpeg_gets_every_variant_within_its_box() -> None:
         "w400": (400, 300),
         "w800": (800, 600),
         "w1600": (1600, 1200),
+        "original": (3400, 2550),
     }
     for item in rendered.variants:
         assert decoded(item).size == (item.width, item.height)
@@ -149,6 +147,7 @@ def test_small_image_is_never_upscaled() -> None:
     assert [(v.name, v.width, v.height) for v in rendered.variants] == [
         ("resized", 150, 90),
         ("w150", 150, 90),
+        ("original", 150, 90),
     ]
 
 
@@ -166,30 +165,34 @@ def test_webp_widths_skip_those_wider_than_the_source() -> None:
     assert webp_widths(120) == (120,)
 
 
-@pytest.mark.parametrize(
-    ("stored", "orientation", "decoded_size"),
-    [
-        ((3400, 2550), None, (1700, 1275)),
-        ((3400, 2550), 1, (1700, 1275)),
-        # Displayed 2550 wide: half of it would be narrower than the 1600 variant.
-        ((3400, 2550), 6, (3400, 2550)),
-        # Displayed 3400 wide once rotated: the stored height is the axis that matters.
-        ((2550, 3400), 6, (1275, 1700)),
-    ],
-)
-def test_large_jpeg_is_decoded_at_the_smallest_size_serving_every_variant(
-    stored: tuple[int, int], orientation: int | None, decoded_size: tuple[int, int]
-) -> None:
+def test_the_full_size_copy_keeps_every_pixel_and_no_metadata() -> None:
+    """``original_image``: the upload's size (as displayed), without its EXIF, GPS or comments."""
     exif = Image.Exif()
-    if orientation is not None:
-        exif[ExifTags.Base.Orientation] = orientation
-    data = encode(noisy(stored), "JPEG", quality=70, exif=exif)
-    image = Image.open(io.BytesIO(data))
-    width, _ = oriented_size(image, exif_orientation(image))
-    image.draft(None, draft_size(image, width))
-    assert image.size == decoded_size
-    rendered = render_variants(data, max_pixels=MAX_PIXELS)
-    assert max(v.width for v in rendered.variants) == 1600
+    exif[ExifTags.Base.Orientation] = 6  # stored 400x300, displayed 300x400
+    exif[ExifTags.Base.Make] = "PhoneCo"
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (52.0, 13.0, 0.0)
+    data = encode(noisy((400, 300)), "JPEG", quality=90, exif=exif, comment=b"at home")
+    assert b"PhoneCo" in data and b"at home" in data
+    copy = variant(render_variants(data, max_pixels=MAX_PIXELS), "original")
+    assert (copy.format, copy.width, copy.height) == ("jpeg", 300, 400)
+    image = decoded(copy)
+    assert image.size == (300, 400)
+    assert not image.getexif() and "comment" not in image.info and "exif" not in image.info
+    assert b"PhoneCo" not in copy.data and b"at home" not in copy.data
+
+
+def test_the_full_size_copy_is_named_as_the_contract_says() -> None:
+    from contracts import ORIGINAL_IMAGE_VARIANT
+    from media.imaging import ORIGINAL_VARIANT
+
+    assert ORIGINAL_VARIANT == ORIGINAL_IMAGE_VARIANT
+
+
+def test_a_transparent_original_keeps_its_alpha_in_webp() -> None:
+    copy = variant(render_variants(alpha_png(), max_pixels=MAX_PIXELS), "original")
+    image = decoded(copy)
+    assert (copy.format, image.mode, image.size) == ("webp", "RGBA", (300, 200))
+    assert image.getpixel((5, 60))[3] == 0  # type: ignore[index]
 
 
 def test_embedded_colour_profile_is_applied_then_dropped() -> None:

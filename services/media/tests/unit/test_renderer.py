@@ -22,7 +22,7 @@ async def test_renders_in_worker_processes() -> None:
     renderer = Renderer(workers=2, max_pixels=10**6)
     try:
         rendered = await renderer.render(gps_jpeg())
-        assert [v.name for v in rendered.variants] == ["resized", "w200"]
+        assert [v.name for v in rendered.variants] == ["resized", "w200", "original"]
         with pytest.raises(ImageRejected, match="empty"):
             await renderer.render(b"")
     finally:

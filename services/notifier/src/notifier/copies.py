@@ -39,7 +39,9 @@ async def apply_user(session: AsyncSession, event: UserSnapshot) -> bool:
     }
     stmt = insert(Recipient).values(user_id=event.user_id, bouncing=False, **values)
     # A new address is a new chance: a bounce belonged to the old one.
-    values["bouncing"] = and_(col(Recipient.bouncing), col(Recipient.email) == stmt.excluded.email)
+    values["bouncing"] = and_(
+        col(Recipient.bouncing), col(Recipient.email).is_not_distinct_from(stmt.excluded.email)
+    )
     upsert = stmt.on_conflict_do_update(
         index_elements=[col(Recipient.user_id)],
         set_=values,

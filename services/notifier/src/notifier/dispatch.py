@@ -302,8 +302,10 @@ class Dispatcher:
         self, session: AsyncSession, claimed: Claimed, material: DigestMaterial
     ) -> Outcome:
         """Compose the mail, or say why not."""
-        if claimed.username is None or claimed.email is None or claimed.role is None:
+        if claimed.username is None or claimed.role is None:
             return Skip("unknown user")
+        if claimed.email is None:
+            return Skip("no email address")
         recipient = MailRecipient(claimed.user_id, claimed.username, claimed.email, claimed.role)
         if not claimed.reachable:
             return Skip("user inactive, deleted or bouncing")

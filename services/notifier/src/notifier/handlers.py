@@ -20,7 +20,9 @@ from servicekit.revocation import record_user_state
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:
     await copies.apply_user(ctx.session, event)
-    await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
+    # Without an address there is nobody to welcome (adding one later starts the digests only).
+    if event.email:
+        await copies.queue_welcome(ctx.session, user_id=event.user_id, at=event.date_joined)
 
 
 async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:

@@ -25,7 +25,8 @@ class Recipient(SQLModel, table=True):
 
     user_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     username: str = Field(max_length=300)
-    email: str = Field(max_length=320)
+    #: None while the user has no address (registration does not require one): no mail then.
+    email: str | None = Field(default=None, max_length=320)
     role: str = Field(max_length=20)
     active: bool = True
     version: int

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 #: Users who want a digest now; ``:default_zone`` stands for users who chose no zone.
 _SUBSCRIBED = """
     FROM recipients r LEFT JOIN preferences p ON p.user_id = r.user_id
-    WHERE r.active AND NOT r.deleted AND NOT r.bouncing AND coalesce(p.daily_digest, true)
+    WHERE r.active AND NOT r.deleted AND NOT r.bouncing AND r.email IS NOT NULL
+      AND coalesce(p.daily_digest, true)
 """
 
 _PLAN = text(

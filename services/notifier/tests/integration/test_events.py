@@ -157,6 +157,36 @@ async def test_scan_tick_through_the_broker_twice_plans_once_and_ignores_other_j
     ]
 
 
+async def test_a_user_without_an_email_gets_no_mail_until_they_add_one(
+    bus: Bus, session_maker: SessionMaker, dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    """user.registered v2 may carry no address: no welcome, no digest; an address starts them."""
+    silent = registered(1, "noaddr", email=None)
+    await publish(bus, [silent, registered(2, "bob")])
+    await eventually(lambda: _handled(session_maker, 2))
+    await add_recipe(session_maker, 10, "Pie", seller_id=9, at=MONDAY_SIX - timedelta(hours=2))
+    scan = ScheduleTick(job=DIGEST_SCAN_JOB, slot=MONDAY_SIX, cron="*/15 * * * *")
+    await publish(bus, [scan])
+    await eventually(lambda: _handled(session_maker, 3))
+    await dispatcher.send_pending()
+    assert smtp.mailbox.recipients() == [address_of("bob"), address_of("bob")]
+
+    added = UserUpdated.model_validate(
+        {**silent.model_dump(), "email": address_of("noaddr"), "version": 2}
+    )
+    await publish(bus, [added])
+    await eventually(lambda: _handled(session_maker, 4))
+    tomorrow = MONDAY_SIX + timedelta(days=1)
+    await add_recipe(session_maker, 11, "Tart", seller_id=9, at=tomorrow - timedelta(hours=2))
+    await publish(bus, [ScheduleTick(job=DIGEST_SCAN_JOB, slot=tomorrow, cron="*/15 * * * *")])
+    await eventually(lambda: _handled(session_maker, 5))
+    await dispatcher.send_pending()
+    # Digests only: the welcome belonged to the registration.
+    assert [m["List-Unsubscribe"] is not None for m in smtp.mailbox.to(address_of("noaddr"))] == [
+        True
+    ]
+
+
 async def _has_deliveries(session_maker: SessionMaker, expected: int) -> bool:
     return await count(session_maker, Delivery) >= expected
 

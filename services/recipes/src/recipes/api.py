@@ -3,17 +3,18 @@
 Every path answers with and without its trailing slash (both are registered; no redirects).
 """
 
+import hmac
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from recipes import listing, ratings, service
 from recipes.db import ReadConnectionDep, SessionDep
-from recipes.images import UploadedImage, image_path, signature_valid
+from recipes.images import MEDIA_CREDENTIAL_HEADER, UploadedImage, image_path, signature_valid
 from recipes.models import Rating, Recipe
 from recipes.responses import (
     cacheable_json,
@@ -37,6 +38,7 @@ from recipes.schemas import (
 from recipes.settings import Settings
 from recipes.uploads import read_recipe_input
 from servicekit.errors import PermissionDenied, error_responses
+from servicekit.forms import FormBodyRoute
 from servicekit.tokens import CustomerPrincipal, OptionalPrincipal, Principal, SellerPrincipal
 
 router = APIRouter(tags=["recipes"])
@@ -69,14 +71,25 @@ async def get_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-#: Recipe ids are PostgreSQL integers: a larger id names no recipe.
-MAX_RECIPE_ID = 2**31 - 1
+#: Recipe ids and image versions are PostgreSQL integers: a larger number names nothing.
+MAX_ID = 2**31 - 1
 
 
-async def recipe_id_in_range(recipe_id: int) -> int:
-    if not 1 <= recipe_id <= MAX_RECIPE_ID:
+def _positive_id(text: str) -> int:
+    """The id a path segment names, or RecipeNotFound: like the original's ``<int:pk>`` URL
+    pattern, anything but ASCII digits (``abc``, ``-1``, ``٣``) matches no resource."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ID))):
         raise service.RecipeNotFound()
-    return recipe_id
+    number = int(text)
+    if not 1 <= number <= MAX_ID:
+        raise service.RecipeNotFound()
+    return number
+
+
+async def recipe_id_in_range(
+    recipe_id: Annotated[str, Path(description="The recipe's id (a positive integer).")],
+) -> int:
+    return _positive_id(recipe_id)
 
 
 RecipeId = Annotated[int, Depends(recipe_id_in_range)]
@@ -143,7 +156,7 @@ def rating_out(rating: Rating) -> RatingOut:
     "/api/recipes/",
     methods=["GET"],
     response_model=RecipePage,
-    responses={**NOT_MODIFIED, **error_responses(400, 404)},
+    responses={**NOT_MODIFIED, **error_responses(400, 401, 404)},
     summary="List recipes",
 )
 async def list_recipes(
@@ -151,6 +164,7 @@ async def list_recipes(
     connection: ReadConnectionDep,
     settings: SettingsDep,
     query: Annotated[RecipeListQuery, Query()],
+    _viewer: OptionalPrincipal,
 ) -> Response:
     page = listing.page_request(
         query.page,
@@ -167,6 +181,7 @@ async def list_recipes(
     found = await listing.list_recipes(
         connection=connection, query=query, page=page, popular_min_votes=settings.popular_min_votes
     )
+    page = found.page
     next_url, previous = page_links(request, page.number, has_next=page.has_next(found.total))
     body = RecipePage(
         count=found.total,
@@ -304,6 +319,8 @@ async def delete_recipe(
 @route(
     "/api/recipes/{recipe_id}/rate/",
     methods=["POST"],
+    # JSON or a form, as DRF's default parsers accepted.
+    route_class_override=FormBodyRoute,
     response_model=RateResult,
     responses=error_responses(400, 401, 403, 404),
     summary="Rate a recipe (customer); rating again replaces the score",
@@ -338,23 +355,23 @@ async def rate_recipe(
     "/api/recipes/{recipe_id}/ratings/",
     methods=["GET"],
     response_model=RatingPage,
-    responses={**NOT_MODIFIED, **error_responses(400, 404)},
+    responses={**NOT_MODIFIED, **error_responses(400, 401, 404)},
 )
 async def list_ratings(
     recipe_id: RecipeId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    _viewer: OptionalPrincipal,
     page: Annotated[str | None, Query()] = None,
     page_size: Annotated[str | None, Query()] = None,
 ) -> Response:
     wanted = listing.page_request(
         page, page_size, default_size=settings.default_page_size, max_size=settings.max_page_size
     )
-    total, rows = await ratings.list_ratings(
-        session=session, recipe_id=recipe_id, offset=wanted.offset, limit=wanted.size
+    wanted, total, rows = await ratings.list_ratings(
+        session=session, recipe_id=recipe_id, page=wanted
     )
-    wanted.check(total)
     next_url, previous = page_links(request, wanted.number, has_next=wanted.has_next(total))
     body = RatingPage(
         count=total, next=next_url, previous=previous, results=[rating_out(r) for r in rows]
@@ -362,24 +379,33 @@ async def list_ratings(
     return cacheable_json(request, body, max_age=settings.cache_max_age)
 
 
+def _from_media(request: Request, settings: Settings) -> bool:
+    """The request carries the media worker's credential (see ``recipes.images``)."""
+    if settings.media_credential is None:
+        return False
+    presented = request.headers.get(MEDIA_CREDENTIAL_HEADER, "").encode("latin-1")
+    expected = settings.media_credential.get_secret_value().encode()
+    return hmac.compare_digest(presented, expected)
+
+
 @internal_router.get("/internal/images/{recipe_id}/{image_version}")
 async def get_original_image(
     recipe_id: RecipeId,
-    image_version: int,
+    request: Request,
+    image_version: str,
     session: SessionDep,
     settings: SettingsDep,
     expires: str = "",
     signature: str = "",
 ) -> Response:
     """The stored original behind a signed reference (for the media service only)."""
-    path = image_path(recipe_id, image_version)
-    valid = expires.isdigit() and signature_valid(
-        path, int(expires), signature, settings.signing_key, now=time.time()
-    )
-    if not valid:
+    version = _positive_id(image_version)
+    path = image_path(recipe_id, version)
+    now = None if _from_media(request, settings) else time.time()
+    if not signature_valid(path, expires, signature, settings.signing_key, now=now):
         raise PermissionDenied("Invalid or expired image link.", code="invalid_signature")
     original = await service.get_original(
-        session=session, recipe_id=recipe_id, image_version=image_version
+        session=session, recipe_id=recipe_id, image_version=version
     )
     if original is None:
         raise service.RecipeNotFound()

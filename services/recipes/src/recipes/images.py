@@ -4,10 +4,17 @@ A URL is ``{internal_base_url}/internal/images/{recipe_id}/{image_version}?expir
 signature=<hex>``, where the signature is HMAC-SHA256 with ``image_url_secret`` over
 ``"{path}\\n{expires}"``. Only the path and the expiry are signed: the base URL may differ
 between the service that signs and the one that serves (both are this service).
+
+The expiry bounds what a leaked link is worth, but a message dead-lettered and replayed days
+later must still reach its original while the recipe exists. So the media worker presents a
+credential of its own (``MEDIA_CREDENTIAL_HEADER``, the ``media_credential`` setting): with it,
+an authentic link is honoured at any age. The signature is still required, so the credential
+alone reads nothing the recipes service did not once hand out.
 """
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +30,8 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 )
 
 IMAGE_PATH_PREFIX = "/internal/images"
+#: Carries the media worker's credential (``Settings.media_credential``).
+MEDIA_CREDENTIAL_HEADER = "X-Media-Credential"
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -57,11 +66,25 @@ def sign(path: str, expires: int, key: bytes) -> str:
     return hmac.new(key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def signature_valid(path: str, expires: int, signature: str, key: bytes, *, now: float) -> bool:
-    """True when ``signature`` is this path's and the URL has not expired."""
-    if expires < now:
+#: ``expires`` as signed: ASCII digits only (``isdigit`` alone also admits "²" and "٣").
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+
+
+def signature_valid(
+    path: str, expires: str, signature: str, key: bytes, *, now: float | None
+) -> bool:
+    """True when ``signature`` is this path's and the URL has not expired (``now`` None: at
+    any age, for the media worker's own credential).
+
+    Both query values come from the URL as sent: anything but the shapes ``sign`` writes is
+    invalid (never an error: ``compare_digest`` refuses non-ASCII text with TypeError).
+    """
+    if not (_EXPIRES.fullmatch(expires) and _SIGNATURE.fullmatch(signature)):
         return False
-    return hmac.compare_digest(sign(path, expires, key), signature)
+    if now is not None and int(expires) < now:
+        return False
+    return hmac.compare_digest(sign(path, int(expires), key), signature)
 
 
 def image_reference(

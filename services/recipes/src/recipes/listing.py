@@ -52,14 +52,29 @@ class InvalidPage(NotFound):
         super().__init__("Invalid page.")
 
 
+#: Largest row offset a page may start at: SQL offsets are bound as PostgreSQL integers, and
+#: no table here holds more rows, so a page beyond it is past the end whatever the count.
+MAX_OFFSET = 2**31 - 1
+#: ``?page=last`` names the last page (DRF's ``PageNumberPagination.last_page_strings``).
+LAST_PAGE_STRINGS = ("last",)
+
+
 @dataclass(frozen=True)
 class PageRequest:
     number: int
     size: int
+    #: ``?page=last``: the number is known once the total is (``resolved``).
+    last: bool = False
 
     @property
     def offset(self) -> int:
         return (self.number - 1) * self.size
+
+    def resolved(self, total: int) -> "PageRequest":
+        """This page with ``last`` replaced by the last page's number for ``total`` results."""
+        if not self.last:
+            return self
+        return PageRequest(number=max(1, math.ceil(total / self.size)), size=self.size)
 
     def check(self, total: int) -> None:
         """Page 1 always exists (maybe empty); any other page must hold results."""
@@ -73,18 +88,23 @@ class PageRequest:
 def page_request(
     page: str | None, page_size: str | None, *, default_size: int, max_size: int
 ) -> PageRequest:
-    """Parse ``page``/``page_size`` the way DRF does: a bad page is 404, a bad size the default."""
-    try:
-        number = int(page) if page not in (None, "", "last") else 1
-    except ValueError:
-        raise InvalidPage() from None
-    if number < 1:
-        raise InvalidPage()
+    """Parse ``page``/``page_size`` the way DRF does: a bad page is 404, a bad size the default.
+
+    A page whose offset could not be bound in SQL (``MAX_OFFSET``) is past the end: 404 too.
+    """
     try:
         size = int(page_size) if page_size else default_size
     except ValueError:
         size = default_size
     size = default_size if size < 1 else min(size, max_size)
+    if page in LAST_PAGE_STRINGS:
+        return PageRequest(number=1, size=size, last=True)
+    try:
+        number = int(page) if page else 1
+    except ValueError:
+        raise InvalidPage() from None
+    if not 1 <= number <= MAX_OFFSET // size + 1:
+        raise InvalidPage()
     return PageRequest(number=number, size=size)
 
 
@@ -193,6 +213,8 @@ class RecipeList:
     total: int
     #: ``list_version`` in the snapshot the rows were read in.
     version: int
+    #: The page the rows are (``?page=last`` resolved to its number).
+    page: PageRequest
     #: The listed columns (``RecipeOut`` without the failure reason) by name.
     rows: Sequence[RowMapping]
 
@@ -206,16 +228,18 @@ async def list_recipes(
 ) -> RecipeList:
     """The total matching ``query``, the recipes of ``page`` and the version they were read at.
 
-    404 past the last page.
+    404 past the last page. ``?page=last`` counts first (a second statement) to know its number.
     """
     shape, values = _shape(query)
     page_statement, count_statement = _statements(shape)
-    values |= {"offset": page.offset, "limit": page.size}
     if shape.ordering == "popular":
         values["popular_min_votes"] = popular_min_votes
+    if page.last:
+        page = page.resolved((await connection.execute(count_statement, values)).one()[0])
+    values |= {"offset": page.offset, "limit": page.size}
     rows = (await connection.execute(page_statement, values)).mappings().all()
     if rows:
-        return RecipeList(total=rows[0]["total"], version=rows[0]["version"], rows=rows)
+        return RecipeList(total=rows[0]["total"], version=rows[0]["version"], page=page, rows=rows)
     counted = (await connection.execute(count_statement, values)).one()
     page.check(counted[0])
-    return RecipeList(total=counted[0], version=counted[1], rows=[])
+    return RecipeList(total=counted[0], version=counted[1], page=page, rows=[])

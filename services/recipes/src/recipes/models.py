@@ -111,6 +111,9 @@ class Recipe(SQLModel, table=True):
     )
     image_failure_reason: str | None = Field(default=None, sa_column=Column(Text))
     resized_image_url: str | None = Field(default=None, sa_column=Column(Text))
+    #: The media service's full-size copy without metadata (``ORIGINAL_IMAGE_VARIANT``), never
+    #: the upload: the original API's field name. None until an image is ready.
+    original_image: str | None = Field(default=None, sa_column=Column(Text))
     image_variants: list[dict[str, Any]] = Field(
         default_factory=list,
         sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),

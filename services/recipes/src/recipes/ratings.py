@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts import RatingAdded, RatingRemoved, UserDeleted
+from recipes.listing import PageRequest
 from recipes.models import Rating, Recipe, utcnow
 from recipes.service import Publish, RecipeNotFound
 from servicekit.revocation import hold_writer
@@ -208,20 +209,25 @@ async def remove_users_ratings(
 
 
 async def list_ratings(
-    *, session: AsyncSession, recipe_id: int, offset: int, limit: int
-) -> tuple[int, list[Rating]]:
-    """One page of a recipe's ratings, newest first, and their total."""
+    *, session: AsyncSession, recipe_id: int, page: PageRequest
+) -> tuple[PageRequest, int, list[Rating]]:
+    """One page of a recipe's ratings, newest first, the page resolved and the total.
+
+    404 past the last page (page 1 always exists).
+    """
     exists = await session.scalar(select(col(Recipe.id)).where(col(Recipe.id) == recipe_id))
     if exists is None:
         raise RecipeNotFound()
     total = await session.scalar(
         select(func.count()).select_from(Rating).where(col(Rating.recipe_id) == recipe_id)
     )
+    page = page.resolved(total or 0)
+    page.check(total or 0)
     rows = await session.scalars(
         select(Rating)
         .where(col(Rating.recipe_id) == recipe_id)
         .order_by(col(Rating.created_at).desc(), col(Rating.id).desc())
-        .offset(offset)
-        .limit(limit)
+        .offset(page.offset)
+        .limit(page.size)
     )
-    return total or 0, list(rows)
+    return page, total or 0, list(rows)

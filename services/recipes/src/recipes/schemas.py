@@ -81,6 +81,9 @@ class RecipeOut(BaseModel):
     ingredients: str
     instructions: str
     resized_image_url: str | None
+    #: A full-size copy without metadata, made by the media service (never the upload itself);
+    #: null until the first image is ready.
+    original_image: str | None = None
     avg_rating: float
     rating_count: int
     seller_id: int

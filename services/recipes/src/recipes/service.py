@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts import (
+    ORIGINAL_IMAGE_VARIANT,
     Event,
     ImageReference,
     RecipeCreated,
@@ -249,6 +250,9 @@ async def apply_image_ready(*, session: AsyncSession, event: RecipeImageReady) -
         .values(
             image_status=ImageStatus.READY,
             resized_image_url=event.resized_image_url,
+            original_image=next(
+                (v.url for v in event.variants if v.name == ORIGINAL_IMAGE_VARIANT), None
+            ),
             image_variants=[v.model_dump(mode="json") for v in event.variants],
             image_failure_reason=None,
             updated_at=utcnow(),

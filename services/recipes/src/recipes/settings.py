@@ -32,6 +32,9 @@ class Settings(ServiceSettings, TokenSettings):
     image_url_secret: SecretStr | None = None
     #: how long a signed original-image URL stays valid
     image_url_ttl_seconds: int = Field(default=86_400, gt=0)
+    #: Shared with the media worker (``MEDIA_RECIPES_CREDENTIAL``): a request carrying it may use
+    #: an expired image link, so a dead letter replayed days later still gets its original.
+    media_credential: SecretStr | None = None
     #: largest accepted image upload (413 above)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     #: recipes per page without ?page_size=

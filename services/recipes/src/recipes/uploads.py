@@ -1,7 +1,9 @@
 """Reading a recipe from a request: multipart with an optional image, or JSON.
 
 The body is read with a size cap before it is parsed, so an oversized or endless upload is
-refused (413) without being stored; the image's type comes from its magic bytes (415 otherwise).
+refused (413) without being stored; the image's type comes from its magic bytes. A file that is
+not an accepted image is a field error of the part it came in (``{"original_image": [...]}``,
+as the original's ``ImageField``); a body of another media type is 415.
 """
 
 import json
@@ -10,6 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Message
@@ -87,7 +90,13 @@ async def _parse_form(request: Request, body: bytes, media_type: str) -> FormDat
     return await parser.parse()
 
 
-async def _image_of(upload: UploadFile, max_bytes: int) -> UploadedImage | None:
+#: Django's ``ImageField`` message, which clients of the original show.
+NOT_AN_IMAGE = (
+    "Upload a valid image. The file you uploaded was either not an image or a corrupted image."
+)
+
+
+async def _image_of(name: str, upload: UploadFile, max_bytes: int) -> UploadedImage | None:
     data = await upload.read(max_bytes + 1)
     if not data and not upload.filename:
         return None  # an empty file input sent by a browser form
@@ -95,7 +104,9 @@ async def _image_of(upload: UploadFile, max_bytes: int) -> UploadedImage | None:
         raise PayloadTooLarge(f"The image is larger than {max_bytes} bytes.")
     content_type = sniff_image_type(data)
     if content_type is None:
-        raise UnsupportedMediaType("The image must be a JPEG, PNG, WebP or GIF file.")
+        raise RequestValidationError(
+            [{"loc": ("body", name), "msg": NOT_AN_IMAGE, "type": "image"}]
+        )
     return UploadedImage(data=data, content_type=content_type)
 
 
@@ -106,7 +117,7 @@ async def _fields_and_image(
     for name in IMAGE_FIELDS:
         upload = form.get(name)
         if isinstance(upload, UploadFile):
-            return fields, await _image_of(upload, max_image_bytes)
+            return fields, await _image_of(name, upload, max_image_bytes)
     return fields, None
 
 

@@ -83,10 +83,17 @@ async def test_pages_of_ten_newest_first_with_absolute_links(
     second = await client.get("/api/recipes/?page=2&page_size=5")
     assert second.json()["previous"] == "http://testserver/api/recipes/?page_size=5"
 
-    for bad in ("4", "0", "-1", "abc"):
+    for bad in ("4", "0", "-1", "abc", "\u00b2", "99999999999", str(10**20), str(2**31)):
         response = await client.get(f"/api/recipes/?page={bad}")
         assert response.status_code == 404
         assert response.json()["detail"] == "Invalid page."
+
+    # DRF's last_page_strings: the last page by name, its links as for its number.
+    last = await client.get("/api/recipes/?page=last")
+    assert titles(last) == ["r02", "r01", "r00"]
+    assert last.json()["next"] is None
+    assert last.json()["previous"] == "http://testserver/api/recipes/?page=2"
+    assert titles(await client.get("/api/recipes/?page=last&page_size=20")) == ["r02", "r01", "r00"]
 
     capped = await client.get("/api/recipes/?page_size=1000")
     assert len(capped.json()["results"]) == 23
@@ -97,6 +104,37 @@ async def test_pages_of_ten_newest_first_with_absolute_links(
 async def test_empty_catalogue_has_a_first_page(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/recipes/")
     assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+    last = await client.get("/api/recipes/?page=last")
+    assert last.json() == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+async def test_a_bad_token_is_a_401_on_the_public_list(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    """DRF authenticates before permissions: a token sent must be valid, even where none is
+    needed (the detail already answered so; the list now does as well)."""
+    await create_recipe(client, users.seller())
+    garbage = await client.get("/api/recipes/", headers={"Authorization": "Bearer garbage"})
+    assert garbage.status_code == 401
+    assert garbage.json()["code"] == "token_not_valid"
+    assert (await client.get("/api/recipes/", headers=users.customer())).status_code == 200
+    assert (await client.get("/api/recipes/")).status_code == 200
+
+
+@pytest.mark.parametrize("segment", ["abc", "1.5", "-1", "\u0663", "0", str(2**31), "9" * 5000])
+async def test_an_id_that_is_not_a_positive_integer_is_a_404(
+    client: httpx.AsyncClient, users: Users, segment: str
+) -> None:
+    """As the original's ``<int:pk>`` URL pattern: no match is a 404, not a 400."""
+    recipe = await create_recipe(client, users.seller())
+    for path in (f"/api/recipes/{segment}/", f"/api/recipes/{segment}/ratings/"):
+        response = await client.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
+    rate = await client.post(
+        f"/api/recipes/{segment}/rate/", json={"score": 1}, headers=users.customer()
+    )
+    assert rate.status_code == 404
+    assert (await client.get(f"/api/recipes/{recipe['id']:03}/")).status_code == 200
 
 
 async def test_links_follow_the_gateway_headers(

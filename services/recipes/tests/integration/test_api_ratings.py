@@ -57,6 +57,22 @@ async def test_who_may_rate(client: httpx.AsyncClient, users: Users) -> None:
         assert bad.status_code == 400 and "score" in bad.json()
 
 
+async def test_a_rating_may_come_as_a_form(client: httpx.AsyncClient, users: Users) -> None:
+    """DRF's default parsers accept form bodies; so does the rate route."""
+    recipe = await create_recipe(client, users.seller())
+    url = f"/api/recipes/{recipe['id']}/rate/"
+    encoded = await client.post(url, data={"score": "4"}, headers=users.customer())
+    assert encoded.status_code == 200, encoded.text
+    assert (encoded.json()["score"], encoded.json()["comment"]) == (4, "")
+    multipart = await client.post(
+        url, data={"score": "2", "comment": "dry"}, files={"f": b""}, headers=users.customer(101)
+    )
+    assert multipart.status_code == 200, multipart.text
+    assert multipart.json()["rating_count"] == 2 and multipart.json()["avg_rating"] == 3
+    bad = await client.post(url, data={"score": "six"}, headers=users.customer(102))
+    assert bad.status_code == 400 and "score" in bad.json()
+
+
 async def test_ratings_list_is_public_and_paginated(
     client: httpx.AsyncClient, users: Users
 ) -> None:
@@ -75,6 +91,14 @@ async def test_ratings_list_is_public_and_paginated(
     assert [r["comment"] for r in last["results"]] == ["c1", "c0"]
     missing = await client.get(f"/api/recipes/{recipe['id']}/ratings/?page=3")
     assert missing.status_code == 404 and missing.json()["detail"] == "Invalid page."
+    last_page = (await client.get(f"/api/recipes/{recipe['id']}/ratings/?page=last")).json()
+    assert last_page["results"] == last["results"] and last_page["next"] is None
+    for huge in (str(10**20), "99999999999", str(2**31)):
+        response = await client.get(f"/api/recipes/{recipe['id']}/ratings/?page={huge}")
+        assert (response.status_code, response.json()["detail"]) == (404, "Invalid page.")
+    garbage = {"Authorization": "Bearer garbage"}
+    rejected = await client.get(f"/api/recipes/{recipe['id']}/ratings/", headers=garbage)
+    assert rejected.status_code == 401
     assert (await client.get("/api/recipes/987654/ratings/")).status_code == 404
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from recipes.images import image_reference
 from recipes.models import Recipe, RecipeImage
 from recipes.settings import Settings
+from recipes.uploads import NOT_AN_IMAGE
 from servicekit.db import SessionMaker
 from tests.support import JPEG, PNG, TEST_MAX_UPLOAD, Users, create_recipe, outbox_events
 
@@ -131,6 +132,8 @@ async def test_original_image_field_name_is_accepted(
     response = await upload(client, users.seller(), JPEG, field="original_image")
     assert response.status_code == 201, response.text
     assert response.json()["image_status"] == "pending"
+    # The original's field is there, null until the media service made the stripped copy.
+    assert response.json()["original_image"] is None
 
 
 async def test_oversized_image_is_413_and_nothing_is_stored(
@@ -169,17 +172,21 @@ async def test_streamed_body_of_unknown_length_is_capped(
 @pytest.mark.parametrize(
     "payload", [b"GIF00a not really", b"%PDF-1.7", b"<svg xmlns='x'/>", b"RIFF0000WAVE"]
 )
-async def test_non_image_content_is_415_whatever_it_claims(
-    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker, payload: bytes
+@pytest.mark.parametrize("field", ["original_image", "image"])
+async def test_non_image_content_is_a_field_error_whatever_it_claims(
+    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker, payload: bytes, field: str
 ) -> None:
+    """As the original's ImageField: 400 naming the part the file came in."""
     response = await client.post(
         "/api/recipes/",
         headers=users.seller(),
         data={"title": "x"},
-        files={"image": ("photo.jpg", payload, "image/jpeg")},
+        files={field: ("photo.jpg", payload, "image/jpeg")},
     )
-    assert response.status_code == 415
-    assert response.json()["code"] == "unsupported_media_type"
+    assert response.status_code == 400
+    body = response.json()
+    assert body[field] == [NOT_AN_IMAGE]
+    assert body["code"] == "invalid"
     assert await count(session_maker, Recipe) == 0
 
 

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts import (
+    ORIGINAL_IMAGE_VARIANT,
     Event,
     ImageVariant,
     RecipeImageFailed,
@@ -47,11 +48,19 @@ def ready(recipe_id: int, version: int) -> RecipeImageReady:
         format="webp",
         bytes=1234,
     )
+    full_size = ImageVariant(
+        name=ORIGINAL_IMAGE_VARIANT,
+        url=f"http://media/{recipe_id}/v{version}/original.jpg",
+        width=1200,
+        height=900,
+        format="jpeg",
+        bytes=54321,
+    )
     return RecipeImageReady(
         recipe_id=recipe_id,
         image_version=version,
         resized_image_url=f"http://media/{recipe_id}/v{version}/800.jpg",
-        variants=(variant,),
+        variants=(variant, full_size),
     )
 
 
@@ -75,15 +84,20 @@ async def test_image_ready_stores_urls_and_drops_the_original(
     client: httpx.AsyncClient, users: Users, session_maker: SessionMaker
 ) -> None:
     recipe_id = await upload(client, users)
+    pending = (await client.get(f"/api/recipes/{recipe_id}/")).json()
+    assert pending["original_image"] is None
     await deliver(session_maker, ready(recipe_id, 1))
     await deliver(session_maker, ready(recipe_id, 1))  # a second copy changes nothing
     body = (await client.get(f"/api/recipes/{recipe_id}/")).json()
     assert body["image_status"] == "ready"
     assert body["resized_image_url"] == f"http://media/{recipe_id}/v1/800.jpg"
+    # The media service's stripped copy, never the upload (whose internal URL is signed).
+    assert body["original_image"] == f"http://media/{recipe_id}/v1/original.jpg"
     assert body["image_variants"][0]["name"] == "card"
     assert await originals(session_maker) == 0
     listed = (await client.get("/api/recipes/")).json()["results"][0]
     assert listed["image_variants"] == body["image_variants"]
+    assert listed["original_image"] == body["original_image"]
 
 
 async def test_an_older_image_never_overwrites_a_newer_one(

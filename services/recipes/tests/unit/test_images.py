@@ -42,8 +42,26 @@ def test_reference_is_signed_and_expires() -> None:
         f"http://recipes:8002/internal/images/3/2?expires=1100&signature={signature}"
     )
     assert reference.expires_at.timestamp() == 1100
-    assert signature_valid("/internal/images/3/2", 1100, signature, KEY, now=1099)
-    assert not signature_valid("/internal/images/3/2", 1100, signature, KEY, now=1101)
-    assert not signature_valid("/internal/images/3/1", 1100, signature, KEY, now=1000)
-    assert not signature_valid("/internal/images/3/2", 1200, signature, KEY, now=1000)
-    assert not signature_valid("/internal/images/3/2", 1100, signature, b"other", now=1000)
+    assert signature_valid("/internal/images/3/2", "1100", signature, KEY, now=1099)
+    assert not signature_valid("/internal/images/3/2", "1100", signature, KEY, now=1101)
+    assert signature_valid("/internal/images/3/2", "1100", signature, KEY, now=None)
+    assert not signature_valid("/internal/images/3/1", "1100", signature, KEY, now=1000)
+    assert not signature_valid("/internal/images/3/2", "1200", signature, KEY, now=1000)
+    assert not signature_valid("/internal/images/3/2", "1100", signature, b"other", now=1000)
+    assert not signature_valid("/internal/images/3/1", "1100", signature, KEY, now=None)
+
+
+@pytest.mark.parametrize(
+    ("expires", "signature"),
+    [
+        ("\u00b2", "0" * 64),  # "²".isdigit() is True, int("²") raises
+        ("\u0663", "0" * 64),  # Arabic-Indic three: int() would read 3
+        ("", "0" * 64),
+        ("1" * 5000, "0" * 64),  # int() refuses over 4300 digits
+        ("1100", "\u00e9" * 64),  # compare_digest raises TypeError on non-ASCII text
+        ("1100", "0" * 63),
+        ("1100", "A" * 64),
+    ],
+)
+def test_malformed_query_values_are_invalid_not_errors(expires: str, signature: str) -> None:
+    assert not signature_valid("/internal/images/3/2", expires, signature, KEY, now=None)
