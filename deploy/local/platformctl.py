@@ -45,6 +45,7 @@ from pathlib import Path
 
 import gateway_config
 import processes
+from dotenv import dotenv_values
 from processes import ProcessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,16 +74,11 @@ GATEWAY_BASE_PORT = gateway_config.DEFAULT_PORT
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
+    """``NAME=value`` lines of ``path`` as python-dotenv reads them (quotes, ``export``,
+    comments); names without a value are left out."""
     if not path.is_file():
-        return values
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, value = line.removeprefix("export ").split("=", 1)
-        values[name.strip()] = value.strip().strip("'\"")
-    return values
+        return {}
+    return {name: value for name, value in dotenv_values(path).items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -238,7 +234,14 @@ def _gateway_argv(config: Path, values: Mapping[str, str]) -> list[str]:
 def ensure_infra(platform: Platform) -> None:
     if platform.skip_infra:
         return
-    subprocess.run([str(ROOT / "scripts" / "ensure-infra")], check=True)
+    # The script checks (and starts) the servers these URLs name, not the default ones.
+    env = {
+        **os.environ,
+        **platform.environ,
+        "PLATFORM_DB_BASE_URL": platform.db_base_url,
+        "PLATFORM_AMQP_URL": platform.amqp_url,
+    }
+    subprocess.run([str(ROOT / "scripts" / "ensure-infra")], check=True, env=env)
 
 
 def ensure_nginx() -> None:

@@ -74,6 +74,20 @@ def test_explicit_settings_win_over_computed_ones_and_the_env_file(tmp_path: Pat
     assert platform.gateway_port == 9999
 
 
+def test_the_env_file_is_read_the_way_dotenv_files_are(tmp_path: Path) -> None:
+    # The hand-written parser this replaced kept the comment and cut the quotes wrongly.
+    (tmp_path / "platform.env").write_text(
+        'NOTIFIER_MAIL_FROM="Recipes <a@b>"  # the sender\n'
+        "AUTH_LOG_LEVEL='WARNING' # quiet\n"
+        "export RECIPES_PAGE_SIZE_LIMIT=50\n"
+    )
+    env = platformctl.Platform.from_env({"PLATFORM_VAR_DIR": str(tmp_path)}).environ
+
+    assert env["NOTIFIER_MAIL_FROM"] == "Recipes <a@b>"
+    assert env["AUTH_LOG_LEVEL"] == "WARNING"
+    assert env["RECIPES_PAGE_SIZE_LIMIT"] == "50"
+
+
 def test_an_unknown_service_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="payments"):
         platformctl.Platform.from_env(

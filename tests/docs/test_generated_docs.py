@@ -2,13 +2,20 @@
 
 import contextlib
 import io
+import json
+import re
 import runpy
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
+PARSER_DIR = Path(__file__).parent / "asyncapi"
 
 
 def script_output(name: str) -> str:
@@ -34,3 +41,60 @@ def test_the_asyncapi_document_matches_the_contracts() -> None:
     generated = yaml.safe_load(script_output("asyncapi.py"))
     committed = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
     assert generated == committed, "docs/asyncapi.yaml is stale: run `make asyncapi`"
+
+
+def test_the_asyncapi_document_passes_the_official_parser_without_any_diagnostic() -> None:
+    """@asyncapi/parser (pinned in tests/docs/asyncapi/package.json): no error, no warning,
+    not even its hints (an older version of the document drew "use 3.1.0")."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (.ci/run installs it)")
+    assert (PARSER_DIR / "node_modules" / "@asyncapi" / "parser").is_dir(), (
+        "the parser is not installed: `npm ci` in tests/docs/asyncapi (make test does it)"
+    )
+    result = subprocess.run(
+        [node, "validate.mjs", str(ASYNCAPI)],
+        cwd=PARSER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    diagnostics = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert diagnostics == [], diagnostics
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_asyncapi_component_is_used() -> None:
+    """What Spectral calls asyncapi-unused-components-*: a component nothing refers to."""
+    document = yaml.safe_load(ASYNCAPI.read_text())
+    text = ASYNCAPI.read_text()
+    referenced = set(re.findall(r"\$ref: '?#/components/(\w+)/([\w.-]+)", text))
+    for kind, entries in document["components"].items():
+        for name in entries:
+            assert (kind, name) in referenced, f"components.{kind}.{name} is never referenced"
+
+
+def test_the_asyncapi_document_describes_every_consumer_queue_and_producer() -> None:
+    document = yaml.safe_load(ASYNCAPI.read_text())
+    operations = document["operations"].values()
+    received = {
+        document["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]["address"]
+        for op in operations
+        if op["action"] == "receive"
+    }
+    sent = {
+        document["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]["address"]
+        for op in operations
+        if op["action"] == "send"
+    }
+    assert received == {"recipes.events", "media.events", "notifier.events", "backup.events"}
+    assert {"user.registered", "recipe.created", "schedule.tick"} <= sent
+    message = document["components"]["messages"]["UserRegisteredV1"]
+    envelope, event = message["payload"]["allOf"]
+    assert envelope == {"$ref": "#/components/schemas/Envelope"}
+    assert event["properties"]["payload"] == {"$ref": "#/components/schemas/UserRegisteredV1"}
+
+
+def test_the_parser_lock_file_names_no_registry() -> None:
+    lock = json.loads((PARSER_DIR / "package-lock.json").read_text())
+    assert not any("resolved" in entry for entry in lock["packages"].values())
