@@ -57,6 +57,8 @@ class Service:
     #: Base ports; the runner adds the port offset.
     api_port: int | None
     health_port: int
+    #: Checks access tokens against the auth service's key set (has ``<PREFIX>JWKS_URL``).
+    verifies_tokens: bool = False
 
     @property
     def prefix(self) -> str:
@@ -65,8 +67,8 @@ class Service:
 
 SERVICES = (
     Service("auth", 8001, 9001),
-    Service("recipes", 8002, 9002),
-    Service("notifier", 8003, 9003),
+    Service("recipes", 8002, 9002, verifies_tokens=True),
+    Service("notifier", 8003, 9003, verifies_tokens=True),
     Service("media", None, 9004),
     Service("backup", None, 9005),
 )
@@ -150,8 +152,6 @@ class Platform:
             f"{p}DATA_DIR": str(self.var_dir / service.name),
             # People read these logs with `make logs`: text, not JSON lines.
             f"{p}LOG_JSON": "false",
-            # Every verifier trusts the auth service of this platform, not the default one.
-            f"{p}JWKS_URL": f"http://127.0.0.1:{self.port(8001)}/api/auth/.well-known/jwks.json",
             # Clients come through the gateway, which sets X-Forwarded-For.
             "AUTH_TRUST_FORWARDED_FOR": "true",
             "RECIPES_INTERNAL_BASE_URL": recipes_url,
@@ -160,6 +160,10 @@ class Platform:
             # Unsubscribe links in mail point at the gateway.
             "NOTIFIER_PUBLIC_BASE_URL": self.gateway_url,
         }
+        if service.verifies_tokens:
+            # Every verifier trusts the auth service of this platform, not the default one.
+            jwks = f"http://127.0.0.1:{self.port(8001)}/api/auth/.well-known/jwks.json"
+            computed[f"{p}JWKS_URL"] = jwks
         if service.api_port is not None:
             computed[f"{p}API_PORT"] = str(self.port(service.api_port))
         return {
