@@ -82,12 +82,16 @@ pin: ## re-pin every version after changing a dependency
 	uv sync --all-packages --quiet
 	uv run python scripts/pin.py
 
-# The AsyncAPI parser tests/docs runs (that test is skipped where node is missing).
+# The node validators tests run (the AsyncAPI parser; the custom resources' schemas); those
+# tests are skipped where node is missing.
+NODE_DIRS := tests/docs/asyncapi tests/deploy/k8s-models
 node-deps:
-	@if command -v npm >/dev/null 2>&1 && [ ! -d tests/docs/asyncapi/node_modules/@asyncapi/parser ]; then \
-	  echo "npm ci in tests/docs/asyncapi (the AsyncAPI parser)"; \
-	  cd tests/docs/asyncapi && npm ci --no-audit --no-fund --loglevel=error; \
-	fi
+	@for dir in $(NODE_DIRS); do \
+	  if command -v npm >/dev/null 2>&1 && [ ! -d $$dir/node_modules ]; then \
+	    echo "npm ci in $$dir"; \
+	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
 
 env-example: setup ## regenerate .env.example from the settings classes
 	uv run python scripts/env_example.py > .env.example
