@@ -94,4 +94,4 @@ node-deps:
 	done
 
 env-example: setup ## regenerate .env.example from the settings classes
-	uv run python scripts/env_example.py > .env.example
+	uv run python scripts/settings_table.py --env-example > .env.example

@@ -1,6 +1,7 @@
 """Generated documentation stays in step with the code it is generated from."""
 
 import contextlib
+import importlib
 import io
 import json
 import re
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dotenv import dotenv_values
+
+from servicekit.settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
@@ -19,9 +23,13 @@ PARSER_DIR = Path(__file__).parent / "asyncapi"
 
 
 def script_output(name: str) -> str:
+    return script_output_with(name)
+
+
+def script_output_with(name: str, *arguments: str) -> str:
     buffer = io.StringIO()
     argv = sys.argv
-    sys.argv = [name]
+    sys.argv = [name, *arguments]
     try:
         with contextlib.redirect_stdout(buffer):
             runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
@@ -98,3 +106,35 @@ def test_the_asyncapi_document_describes_every_consumer_queue_and_producer() -> 
 def test_the_parser_lock_file_names_no_registry() -> None:
     lock = json.loads((PARSER_DIR / "package-lock.json").read_text())
     assert not any("resolved" in entry for entry in lock["packages"].values())
+
+
+def test_env_example_is_generated_from_the_settings_classes() -> None:
+    generated = script_output_with("settings_table.py", "--env-example")
+    assert generated == (ROOT / ".env.example").read_text(), (
+        ".env.example is stale: run `make env-example`"
+    )
+
+
+@pytest.mark.parametrize("service", ["auth", "recipes", "media", "notifier", "backup"])
+def test_every_default_in_env_example_is_accepted_as_written(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uncommented, .env.example names only real settings, in the format they accept
+    (durations in ISO 8601, lists as JSON), and gives back the defaults."""
+    settings_class = importlib.import_module(f"{service}.settings").Settings
+    prefix = settings_class.model_config["env_prefix"]
+    uncommented = tmp_path / "platform.env"
+    uncommented.write_text(
+        "\n".join(
+            line.removeprefix("#")
+            for line in (ROOT / ".env.example").read_text().splitlines()
+            if line.startswith(f"#{prefix}")
+        )
+    )
+    values = {k: v for k, v in dotenv_values(uncommented).items() if v}
+    assert unknown_variables(settings_class, values) == []
+    defaults = settings_class().model_dump()
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+    assert settings_class().model_dump() == defaults
