@@ -10,7 +10,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 PRESENT := $(wildcard $(PACKAGES))
 
 .PHONY: help setup lint format test test-reliability up down logs status demo bench asyncapi pin
-.PHONY: node-deps env-example
+.PHONY: node-deps env-example mypy
 .DEFAULT_GOAL := help
 
 # A bare `make` lists the targets: the `## ` text after each target's name.
@@ -26,6 +26,9 @@ setup: ## install uv (if missing) and every package into .venv
 lint: setup ## ruff check, ruff format --check, mypy --strict per package
 	uv run ruff check .
 	uv run ruff format --check .
+	@$(MAKE) --no-print-directory mypy
+
+mypy: ## mypy --strict, package by package (as make lint runs it)
 	@for pkg in $(PRESENT); do \
 	  echo "mypy $$pkg"; \
 	  (cd $$pkg && MYPYPATH=src uv run mypy --config-file $(CURDIR)/pyproject.toml src $$( [ -d tests ] && echo tests )) || exit 1; \
@@ -38,11 +41,13 @@ format: ## ruff fix and format
 	uv run ruff format .
 
 # Every package's own tests (each alone, the way it is built and deployed), then end-to-end.
-test: setup node-deps ## every package's tests, then deployment, docs and end to end
+test: setup node-deps ## every package's tests (with coverage), then deployment, docs and end to end
+	@rm -f .coverage
 	@for pkg in $(PRESENT); do \
 	  echo "== $$pkg"; \
-	  (cd $$pkg && uv run pytest -q) || exit 1; \
+	  (cd $$pkg && COVERAGE_FILE=$(CURDIR)/.coverage uv run coverage run --rcfile=$(CURDIR)/pyproject.toml --append --source=src -m pytest -q) || exit 1; \
 	done
+	@echo "== coverage of the packages by their own tests: $$(uv run coverage report --rcfile=pyproject.toml --format=total)% (uv run coverage report: per file)"
 	@echo "== tests (deployment files, observability rules, the platform end to end)"
 	cd tests && uv run pytest -q
 
