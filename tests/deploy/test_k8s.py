@@ -9,6 +9,7 @@ the minimal hand-written schemas in tests/deploy/crd-schemas (no registry here s
 A kind with none of these fails the test.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+
+from servicekit.settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -356,3 +359,23 @@ def test_production_runs_rabbitmq_as_a_cluster_and_postgres_per_service() -> Non
         assert databases[f"{name}-db"]["spec"]["instances"] >= 3
     apis = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")]
     assert all(d["spec"]["replicas"] >= 3 for d in apis)
+
+
+def test_configmaps_and_secret_files_name_only_real_settings(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """Services warn about unknown variables; a typo here would only show up in a pod's log."""
+    configs = _by_kind(rendered, "ConfigMap")
+    for name, deployment in _by_kind(rendered, "Deployment").items():
+        service = name.split("-")[0]
+        settings_class = importlib.import_module(f"{service}.settings").Settings
+        (volume,) = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"
+        ]
+        files = {
+            item["path"]: ""
+            for source in volume["projected"]["sources"]
+            for item in source["secret"].get("items", [])
+        }
+        assert unknown_variables(settings_class, configs[f"{service}-config"]["data"]) == []
+        assert unknown_variables(settings_class, files) == []
