@@ -103,9 +103,12 @@ def test_the_asyncapi_document_describes_every_consumer_queue_and_producer() -> 
     assert event["properties"]["payload"] == {"$ref": "#/components/schemas/UserRegisteredV1"}
 
 
-def test_the_parser_lock_file_names_no_registry() -> None:
-    lock = json.loads((PARSER_DIR / "package-lock.json").read_text())
+@pytest.mark.parametrize("folder", [PARSER_DIR, ROOT / "tests" / "deploy" / "k8s-models"])
+def test_node_lock_files_name_no_registry(folder: Path) -> None:
+    """The locks pin versions only (their .npmrc: omit-lockfile-registry-resolved)."""
+    lock = json.loads((folder / "package-lock.json").read_text())
     assert not any("resolved" in entry for entry in lock["packages"].values())
+    assert "omit-lockfile-registry-resolved=true" in (folder / ".npmrc").read_text()
 
 
 def test_env_example_is_generated_from_the_settings_classes() -> None:
