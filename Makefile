@@ -9,17 +9,26 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 # Packages present in this checkout (a service may not exist yet while it is being built).
 PRESENT := $(wildcard $(PACKAGES))
 
-.PHONY: setup lint format test test-reliability up down logs status demo bench asyncapi pin
+.PHONY: help setup lint format test test-reliability up down logs status demo bench asyncapi pin
+.PHONY: node-deps env-example mypy
+.DEFAULT_GOAL := help
+
+# A bare `make` lists the targets: the `## ` text after each target's name.
+help:
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # --compile-bytecode: machines here set PYTHONDONTWRITEBYTECODE, so without it every process
 # (service, CLI, test run) compiles its libraries again: ~2.5 s instead of ~1 s per start.
-setup:
+setup: ## install uv (if missing) and every package into .venv
 	scripts/ensure-uv
 	uv sync --all-packages --quiet --compile-bytecode
 
-lint: setup
+lint: setup ## ruff check, ruff format --check, mypy --strict per package
 	uv run ruff check .
 	uv run ruff format --check .
+	@$(MAKE) --no-print-directory mypy
+
+mypy: ## mypy --strict, package by package (as make lint runs it)
 	@for pkg in $(PRESENT); do \
 	  echo "mypy $$pkg"; \
 	  (cd $$pkg && MYPYPATH=src uv run mypy --config-file $(CURDIR)/pyproject.toml src $$( [ -d tests ] && echo tests )) || exit 1; \
@@ -27,51 +36,67 @@ lint: setup
 	MYPYPATH=deploy/local:tests uv run mypy --config-file pyproject.toml deploy/local tests scripts
 	MYPYPATH=bench uv run mypy --config-file pyproject.toml bench
 
-format:
+format: ## ruff fix and format
 	uv run ruff check --fix .
 	uv run ruff format .
 
 # Every package's own tests (each alone, the way it is built and deployed), then end-to-end.
-test: setup
+test: setup node-deps ## every package's tests (with coverage), then deployment, docs and end to end
+	@rm -f .coverage
 	@for pkg in $(PRESENT); do \
 	  echo "== $$pkg"; \
-	  (cd $$pkg && uv run pytest -q) || exit 1; \
+	  (cd $$pkg && COVERAGE_FILE=$(CURDIR)/.coverage uv run coverage run --rcfile=$(CURDIR)/pyproject.toml --append --source=src -m pytest -q) || exit 1; \
 	done
+	@echo "== coverage of the packages by their own tests: $$(uv run coverage report --rcfile=pyproject.toml --format=total)% (uv run coverage report: per file)"
 	@echo "== tests (deployment files, observability rules, the platform end to end)"
 	cd tests && uv run pytest -q
 
 # Platform-wide faults, load, poison, fuzzing and security, including the scenarios that restart
 # the shared broker and database (plain `make test` skips those two). Writes reliability/report.md.
-test-reliability: setup
+test-reliability: setup ## faults, load, poison, fuzzing (restarts the shared servers)
 	cd tests && RELIABILITY_DISRUPTIVE=1 uv run pytest -q reliability
 
-asyncapi: setup
+asyncapi: setup ## regenerate docs/asyncapi.yaml from the code
 	uv run python scripts/asyncapi.py > docs/asyncapi.yaml
 
 # The whole platform in the background on this machine (deploy/local/platformctl.py says how).
-up: setup
+up: setup ## run the whole platform in the background (gateway on :8080)
 	uv run --no-sync python deploy/local/platformctl.py up
 
-down:
+down: ## stop what make up started
 	uv run --no-sync python deploy/local/platformctl.py down
 
-logs:
+logs: ## follow every process's log
 	uv run --no-sync python deploy/local/platformctl.py logs
 
-status:
+status: ## each process: running, ready
 	uv run --no-sync python deploy/local/platformctl.py status
 
 # A seller, a customer, a recipe with a photo and a rating, through the gateway (after make up).
-demo:
+demo: ## a seller, a customer, a recipe and a rating through the gateway
 	uv run --no-sync python scripts/demo.py
 
 # Benchmarks (not part of `make test`): every hot path against a ceiling measured in the same
 # run. SCENARIO="recipe-list ratings" runs some; QUICK=1 is smaller (~3 min). See bench/README.md.
-bench: setup
+bench: setup ## benchmarks against ceilings measured in the same run
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx)
 	uv run python bench/run.py $(if $(QUICK),--quick) $(SCENARIO)
 
 # Re-pin every direct and transitive version after changing a dependency.
-pin:
+pin: ## re-pin every version after changing a dependency
 	uv sync --all-packages --quiet
 	uv run python scripts/pin.py
+
+# The node validators tests run (the AsyncAPI parser; the custom resources' schemas); those
+# tests are skipped where node is missing.
+NODE_DIRS := tests/docs/asyncapi tests/deploy/k8s-models
+node-deps:
+	@for dir in $(NODE_DIRS); do \
+	  if command -v npm >/dev/null 2>&1 && [ ! -d $$dir/node_modules ]; then \
+	    echo "npm ci in $$dir"; \
+	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
+
+env-example: setup ## regenerate .env.example from the settings classes
+	uv run python scripts/settings_table.py --env-example > .env.example

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import gateway_config
 import processes
+from dotenv import dotenv_values
 from processes import ProcessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,8 @@ class Service:
     #: Base ports; the runner adds the port offset.
     api_port: int | None
     health_port: int
+    #: Checks access tokens against the auth service's key set (has ``<PREFIX>JWKS_URL``).
+    verifies_tokens: bool = False
 
     @property
     def prefix(self) -> str:
@@ -65,8 +68,8 @@ class Service:
 
 SERVICES = (
     Service("auth", 8001, 9001),
-    Service("recipes", 8002, 9002),
-    Service("notifier", 8003, 9003),
+    Service("recipes", 8002, 9002, verifies_tokens=True),
+    Service("notifier", 8003, 9003, verifies_tokens=True),
     Service("media", None, 9004),
     Service("backup", None, 9005),
 )
@@ -74,16 +77,11 @@ GATEWAY_BASE_PORT = gateway_config.DEFAULT_PORT
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
+    """``NAME=value`` lines of ``path`` as python-dotenv reads them (quotes, ``export``,
+    comments); names without a value are left out."""
     if not path.is_file():
-        return values
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, value = line.removeprefix("export ").split("=", 1)
-        values[name.strip()] = value.strip().strip("'\"")
-    return values
+        return {}
+    return {name: value for name, value in dotenv_values(path).items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -165,8 +163,6 @@ class Platform:
             f"{p}DATA_DIR": str(self.var_dir / service.name),
             # People read these logs with `make logs`: text, not JSON lines.
             f"{p}LOG_JSON": "false",
-            # Every verifier trusts the auth service of this platform, not the default one.
-            f"{p}JWKS_URL": f"http://127.0.0.1:{self.port(8001)}/api/auth/.well-known/jwks.json",
             # Clients come through the gateway, which sets X-Forwarded-For.
             "AUTH_TRUST_FORWARDED_FOR": "true",
             "RECIPES_INTERNAL_BASE_URL": recipes_url,
@@ -178,6 +174,10 @@ class Platform:
             # Unsubscribe links in mail point at the gateway.
             "NOTIFIER_PUBLIC_BASE_URL": self.gateway_url,
         }
+        if service.verifies_tokens:
+            # Every verifier trusts the auth service of this platform, not the default one.
+            jwks = f"http://127.0.0.1:{self.port(8001)}/api/auth/.well-known/jwks.json"
+            computed[f"{p}JWKS_URL"] = jwks
         if service.api_port is not None:
             computed[f"{p}API_PORT"] = str(self.port(service.api_port))
         return {
@@ -252,7 +252,14 @@ def _gateway_argv(config: Path, values: Mapping[str, str]) -> list[str]:
 def ensure_infra(platform: Platform) -> None:
     if platform.skip_infra:
         return
-    subprocess.run([str(ROOT / "scripts" / "ensure-infra")], check=True)
+    # The script checks (and starts) the servers these URLs name, not the default ones.
+    env = {
+        **os.environ,
+        **platform.environ,
+        "PLATFORM_DB_BASE_URL": platform.db_base_url,
+        "PLATFORM_AMQP_URL": platform.amqp_url,
+    }
+    subprocess.run([str(ROOT / "scripts" / "ensure-infra")], check=True, env=env)
 
 
 def ensure_nginx() -> None:

@@ -36,7 +36,7 @@ def test_every_service_runs_its_api_and_worker_apart(compose: dict[str, Any]) ->
 def test_infrastructure(compose: dict[str, Any]) -> None:
     services = compose["services"]
 
-    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.13-management")
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:4.")
     assert services["postgres"]["image"].startswith("postgres:16")
     assert "mailpit" in services["mailpit"]["image"]
     init = ROOT / "deploy" / "compose" / "postgres-init.sql"

@@ -3,6 +3,7 @@ up → gateway → down cycle with stand-in services (the real ones are exercise
 e2e test). Stand-ins are small scripts named like the services' commands, in PLATFORM_BIN_DIR.
 """
 
+import importlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import processes
 import pytest
 from conftest import ports_free
 from gateway_config import nginx_binary
+
+from servicekit.settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "deploy" / "local" / "platformctl.py"
@@ -72,6 +75,28 @@ def test_explicit_settings_win_over_computed_ones_and_the_env_file(tmp_path: Pat
     assert env["AUTH_LOG_LEVEL"] == "DEBUG"
     assert env["AUTH_API_PORT"] == "7002"
     assert platform.gateway_port == 9999
+
+
+def test_the_env_file_is_read_the_way_dotenv_files_are(tmp_path: Path) -> None:
+    # The hand-written parser this replaced kept the comment and cut the quotes wrongly.
+    (tmp_path / "platform.env").write_text(
+        'NOTIFIER_MAIL_FROM="Recipes <a@b>"  # the sender\n'
+        "AUTH_LOG_LEVEL='WARNING' # quiet\n"
+        "export RECIPES_PAGE_SIZE_LIMIT=50\n"
+    )
+    env = platformctl.Platform.from_env({"PLATFORM_VAR_DIR": str(tmp_path)}).environ
+
+    assert env["NOTIFIER_MAIL_FROM"] == "Recipes <a@b>"
+    assert env["AUTH_LOG_LEVEL"] == "WARNING"
+    assert env["RECIPES_PAGE_SIZE_LIMIT"] == "50"
+
+
+def test_the_runner_sets_no_variable_a_service_does_not_know(tmp_path: Path) -> None:
+    """Services warn at start-up about unknown ``<PREFIX>*`` variables: the runner sets none."""
+    platform = platformctl.Platform.from_env({"PLATFORM_VAR_DIR": str(tmp_path)})
+    for service in platform.services:
+        settings_class = importlib.import_module(f"{service.name}.settings").Settings
+        assert unknown_variables(settings_class, platform.service_env(service)) == [], service
 
 
 def test_an_unknown_service_is_refused(tmp_path: Path) -> None:

@@ -7,13 +7,21 @@ trace id finds every line a request caused in every service. The context lives i
 it follows each request and each consumed message through ``await`` and ``create_task``.
 
 Only stdlib ``logging``: libraries' loggers (uvicorn, aio-pika, SQLAlchemy) propagate to the root
-handler installed here and come out in the same format.
+handler installed here and come out in the same format (uvicorn's ``color_message``, the same
+text with terminal colour codes, is left out).
+
+A server that is down makes every retry loop fail the same way every second; with a traceback
+each, one PostgreSQL outage wrote hundreds of lines a second. ``RepeatedFailures`` writes a
+connection failure as one line with the error's own message and no traceback, then counts the
+same failure from the same place instead of writing it, and writes it again once a minute with
+how many times it happened meanwhile (``repeated``).
 """
 
 import contextlib
 import contextvars
 import json as jsonlib
 import logging
+import socket
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -31,10 +39,66 @@ _fields_var: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "log_fields", default=MappingProxyType({})
 )
 
-#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``.
+#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``. Also
+#: uvicorn's ``color_message``: the message again, with ANSI colour codes.
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
+
+#: Seconds during which the same connection failure from the same place is counted, not written.
+REPEAT_WINDOW = 60.0
+#: Exceptions (by class name, from the database and broker clients) that mean "cannot reach it".
+_CONNECTION_ERROR_NAMES = frozenset(
+    {"OperationalError", "InterfaceError", "AMQPConnectionError", "ConnectionClosed"}
+)
+
+
+def connection_error(exc_info: object) -> BaseException | None:
+    """The deepest exception in the chain that says a server could not be reached, if any."""
+    if not isinstance(exc_info, tuple) or len(exc_info) != 3:
+        return None
+    found = None
+    error: BaseException | None = exc_info[1]
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ConnectionError | TimeoutError | socket.gaierror) or (
+            type(error).__name__ in _CONNECTION_ERROR_NAMES
+        ):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+class RepeatedFailures(logging.Filter):
+    """One line per connection failure and place, then a count once per ``window`` seconds."""
+
+    def __init__(self, window: float = REPEAT_WINDOW) -> None:
+        super().__init__()
+        self.window = window
+        #: (logger, message, error) -> (when it was last written, repeats not written since)
+        self._written: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = connection_error(record.exc_info)
+        if error is None:
+            return True
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        summary = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        record.error = summary
+        record.exc_info = None
+        record.exc_text = None
+        key = (record.name, str(record.msg), summary)
+        last = self._written.get(key)
+        if last is not None and record.created - last[0] < self.window:
+            self._written[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.repeated = last[1]
+        if len(self._written) > 1000:  # a bound, should errors ever carry unique text
+            self._written.clear()
+        self._written[key] = (record.created, 0)
+        return True
 
 
 @contextlib.contextmanager
@@ -122,6 +186,7 @@ def configure_logging(
     """
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service) if json else TextFormatter(service))
+    handler.addFilter(RepeatedFailures())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

@@ -47,11 +47,20 @@ def upgrade_database(service_dir: Path, database_url: str, revision: str = "head
 
 
 def ensure_database(database_url: str) -> bool:
-    """Create the database named in ``database_url`` if missing; True when it was created."""
+    """Create the database named in ``database_url`` if missing; True when it was created.
+
+    Exits with one line, not a traceback, when the server cannot be reached: that is an outage
+    or a wrong URL, and ``make up`` prints each service's last lines of ``migrate``.
+    """
     target = libpq_url(database_url)
     name = psycopg.conninfo.conninfo_to_dict(target)["dbname"]
     admin = psycopg.conninfo.make_conninfo(target, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    try:
+        connection = psycopg.connect(admin, autocommit=True)
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"migrate: cannot reach PostgreSQL: {reason}") from None
+    with connection as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return False

@@ -1,12 +1,31 @@
 """Settings every service has; each service subclasses with its own ``env_prefix``.
 
 Example: ``RECIPES_DATABASE_URL``, ``RECIPES_AMQP_URL``. Nothing else reads the environment.
+
+Secrets can also come as files (Kubernetes mounts them so; values in environment variables
+leak into crash dumps, ``/proc`` and child processes): a file named like the variable
+(``RECIPES_IMAGE_URL_SECRET``) in ``SECRETS_DIR``, read by pydantic-settings; a variable set in
+the environment wins. The URLs then carry no credentials: ``<PREFIX>DATABASE_PASSWORD``,
+``<PREFIX>AMQP_USERNAME`` and ``<PREFIX>AMQP_PASSWORD`` are put into them.
+
+A variable that starts with the service's prefix but names no setting (a typo such as
+``RECIPES_PAGE_SIZE`` for ``RECIPES_DEFAULT_PAGE_SIZE``) is reported by a warning at start-up.
 """
 
+import logging
+import os
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from yarl import URL
 
 from servicekit.bus import RetryPolicy
 from servicekit.db import DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE
@@ -15,6 +34,63 @@ from servicekit.inbox import DEFAULT_INBOX_RETENTION
 #: The shortest inbox retention accepted: a day, beyond any redelivery (``servicekit.inbox``).
 MIN_INBOX_RETENTION = 24 * 3600.0
 
+logger = logging.getLogger(__name__)
+
+#: Where the deployment mounts the service's secrets, one file per variable (deploy/k8s).
+SECRETS_DIR = Path("/run/secrets/app")
+
+
+class PrefixedSettings(BaseSettings):
+    """Reads secrets from ``SECRETS_DIR`` when it exists; warns about unknown variables."""
+
+    model_config = SettingsConfigDict(secrets_dir=SECRETS_DIR)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # pydantic-settings warns about a missing secrets directory: outside a cluster (make up,
+        # the tests) there is none, which is normal.
+        secrets = file_secret_settings
+        if isinstance(secrets, SecretsSettingsSource) and not any(
+            d.is_dir() for d in _directories(secrets.secrets_dir)
+        ):
+            return init_settings, env_settings, dotenv_settings
+        return init_settings, env_settings, dotenv_settings, secrets
+
+    @model_validator(mode="after")
+    def _report_unknown_variables(self) -> Self:
+        unknown = unknown_variables(type(self), os.environ)
+        if unknown:
+            logger.warning(
+                "ignoring environment variables that name no setting: %s", ", ".join(unknown)
+            )
+        return self
+
+
+def unknown_variables(
+    settings_class: type[BaseSettings], environ: dict[str, str] | os._Environ[str]
+) -> list[str]:
+    """Variables with the class's ``env_prefix`` that match none of its settings."""
+    prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+    if not prefix:
+        return []
+    known = {f"{prefix}{name}".upper() for name in settings_class.model_fields}
+    return sorted(
+        name for name in environ if name.upper().startswith(prefix) and name.upper() not in known
+    )
+
+
+def _directories(value: object) -> list[Path]:
+    values = value if isinstance(value, list | tuple) else [value]
+    return [Path(v) for v in values if isinstance(v, str | Path)]
+
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: Who signs access tokens and for whom (the auth service and every verifier agree on these).
 DEFAULT_JWT_ISSUER = "recipe-platform-auth"
@@ -22,7 +98,7 @@ DEFAULT_JWT_AUDIENCE = "recipe-platform"
 DEFAULT_JWKS_URL = "http://127.0.0.1:8001/api/auth/.well-known/jwks.json"
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(PrefixedSettings):
     """Broker, database, retries, health: the same knobs in every service."""
 
     database_url: str = Field(description="the service's own PostgreSQL database")
@@ -36,11 +112,20 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="seconds a pooled PostgreSQL connection may stay unused before it is closed",
     )
+    database_password: SecretStr | None = Field(
+        default=None, description="password put into the database URL (instead of writing it there)"
+    )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     amqp_management_url: str | None = Field(
         default=None,
         description="RabbitMQ management API, where `migrate` sets the queue policies "
         "(default: port 15672 of the AMQP host, same user)",
+    )
+    amqp_username: str | None = Field(
+        default=None, description="user put into the RabbitMQ URL (instead of writing it there)"
+    )
+    amqp_password: SecretStr | None = Field(
+        default=None, description="password put into the RabbitMQ URL"
     )
     retry_delays: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),
@@ -81,12 +166,27 @@ class ServiceSettings(BaseSettings):
             raise ValueError("inbox_retention must be longer than the sum of retry_delays")
         return self
 
+    @model_validator(mode="after")
+    def _credentials_into_urls(self) -> Self:
+        if self.database_password is not None:
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            self.database_url = url.render_as_string(hide_password=False)
+        if self.amqp_username is not None or self.amqp_password is not None:
+            amqp = URL(self.amqp_url)
+            password = self.amqp_password.get_secret_value() if self.amqp_password else None
+            self.amqp_url = str(
+                amqp.with_user(self.amqp_username or amqp.user).with_password(password)
+            )
+        return self
+
     @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(delays=self.retry_delays, delivery_limit=self.delivery_limit)
 
 
-class TokenSettings(BaseSettings):
+class TokenSettings(PrefixedSettings):
     """For services that verify access tokens against the auth service's JWK Set."""
 
     jwks_url: str = Field(default=DEFAULT_JWKS_URL, description="the auth service's JWK Set")

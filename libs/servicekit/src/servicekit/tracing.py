@@ -14,15 +14,26 @@ comma-separated), ``OTEL_SERVICE_NAME``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_TRACES_SAMPLER``, ``OTEL_RESOURCE_ATTRIBUTES``,
 ``OTEL_SDK_DISABLED``. They are the one exception to "only Settings reads the environment":
 the SDK itself reads them, and operators expect exactly those names.
+
+With tracing on, every SQL statement is a client span under the request's or the handler's
+span (opentelemetry-instrumentation-sqlalchemy). Its instrumentor patches
+``create_async_engine`` at module level, which misses engines made through names imported
+before tracing is configured (``servicekit.db`` imports it at start-up): every engine is instead
+instrumented at its first connection, through a listener on all engines. A statement outside
+any span (the relay's and the consumers' polling) makes no span: a root trace of one query every
+second would bury the traces people look for.
 """
 
 import functools
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.metrics import UpDownCounter, get_meter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -33,10 +44,14 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 
 #: The tracer servicekit's spans come from; it follows whichever provider is installed.
 TRACER = trace.get_tracer("servicekit")
 
+#: The instrumentation scope of database spans (the library that makes them).
+SQLALCHEMY_INSTRUMENTATION = "opentelemetry.instrumentation.sqlalchemy"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
@@ -84,6 +99,7 @@ def configure_tracing(
         name = env.get("OTEL_SERVICE_NAME") or service
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
         trace.set_tracer_provider(provider)
+    trace_database_statements(provider)
     for exporter in chosen:
         # Exporters that only write to memory or a terminal are cheap enough to call inline.
         inline = isinstance(exporter, ConsoleSpanExporter | InMemorySpanExporter)
@@ -91,6 +107,58 @@ def configure_tracing(
             SimpleSpanProcessor(exporter) if inline else BatchSpanProcessor(exporter)
         )
     return provider
+
+
+class _ChildSpansOnly(trace.Tracer):
+    """A tracer that starts a span only under a current one (statements join traces)."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> trace.Span:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, *args, **kwargs)
+
+    def start_as_current_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.use_span(trace.INVALID_SPAN)
+        return self._tracer.start_as_current_span(name, context, *args, **kwargs)
+
+
+class _StatementTracing:
+    """Instruments each engine at its first connection: a listener on every ``Engine``."""
+
+    def __init__(self) -> None:
+        self.tracer: trace.Tracer | None = None
+        self.connections: UpDownCounter | None = None
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def __call__(self, connection: Connection) -> None:
+        engine = connection.engine
+        if self.tracer is None or engine in self.engines:
+            return
+        self.engines.add(engine)
+        EngineTracer(self.tracer, engine, self.connections)  # type: ignore[no-untyped-call]
+
+
+_STATEMENTS = _StatementTracing()
+
+
+def trace_database_statements(provider: TracerProvider) -> None:
+    """Spans for the SQL of every engine, those made before this call included."""
+    _STATEMENTS.tracer = _ChildSpansOnly(
+        trace.get_tracer(SQLALCHEMY_INSTRUMENTATION, tracer_provider=provider)
+    )
+    _STATEMENTS.connections = get_meter(SQLALCHEMY_INSTRUMENTATION).create_up_down_counter(
+        "db.client.connections.usage", unit="connections"
+    )
+    if not event.contains(Engine, "engine_connect", _STATEMENTS):
+        event.listen(Engine, "engine_connect", _STATEMENTS)
 
 
 @functools.cache

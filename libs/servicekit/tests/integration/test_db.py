@@ -1,4 +1,5 @@
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -9,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from servicekit.db import create_engine, libpq_url
+from servicekit.migrations import ensure_database
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +99,17 @@ async def test_connection_killed_by_the_server_fails_once_then_is_replaced(
 
     async with one_connection_engine.connect() as conn:
         assert await _backend_pid(conn) != killed_pid
+
+
+def test_migrate_says_in_one_line_that_postgresql_cannot_be_reached() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(SystemExit) as exited:
+        ensure_database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere")
+
+    message = str(exited.value.code)
+    assert message.startswith("migrate: cannot reach PostgreSQL: connection failed")
+    assert "\n" not in message
+    assert exited.value.__suppress_context__

@@ -1,9 +1,11 @@
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from servicekit.http import request_id_var as http_request_id_var
 from servicekit.logs import (
     JsonFormatter,
+    RepeatedFailures,
     TextFormatter,
     configure_logging,
     log_context,
@@ -146,3 +149,83 @@ def test_configure_logging_routes_every_logger_through_one_handler(
     else:
         assert "media some.library: kept" in line
     assert len(root_logger.handlers) == 1
+
+
+def test_uvicorns_colour_codes_stay_out_of_json_lines(
+    output: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = output
+    # What uvicorn passes with its start-up lines.
+    logger.info("Started server process [%d]", 7, extra={"color_message": "\x1b[36m%d\x1b[0m"})
+
+    [entry] = lines(stream)
+    assert entry["message"] == "Started server process [7]"
+    assert "color_message" not in entry
+    assert "\x1b" not in stream.getvalue()
+
+
+def _refused() -> BaseException:
+    """A real failure to reach PostgreSQL: a port nothing listens on (the socket's own, closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/x", connect_timeout=5)
+    except psycopg.OperationalError as error:
+        try:
+            raise RuntimeError("outbox relay round failed") from error
+        except RuntimeError as wrapped:
+            return wrapped
+    raise AssertionError("connected to a closed port")
+
+
+def test_an_outage_is_one_line_then_a_count_per_minute() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("auth"))
+    handler.addFilter(RepeatedFailures(window=60.0))
+    logger = logging.getLogger("test.logs.outage")
+    error = _refused()
+
+    def retry_failed_at(second: float) -> None:
+        record = logger.makeRecord(
+            logger.name,
+            logging.WARNING,
+            __file__,
+            1,
+            "outbox relay failed; retrying",
+            (),
+            (type(error), error, error.__traceback__),
+        )
+        record.created = 1_000_000.0 + second
+        handler.handle(record)
+
+    for second in range(61):  # a retry every second for a minute, then one more
+        retry_failed_at(second)
+
+    first, after_a_minute = lines(stream)
+    assert first["message"] == after_a_minute["message"] == "outbox relay failed; retrying"
+    assert first["error"].startswith("OperationalError: connection failed")
+    assert "exception" not in first and "Traceback" not in stream.getvalue()
+    assert "repeated" not in first
+    assert after_a_minute["repeated"] == 59
+
+
+def test_other_errors_keep_their_traceback() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("auth"))
+    handler.addFilter(RepeatedFailures())
+    logger = logging.getLogger("test.logs.bug")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for _ in range(2):
+            try:
+                int("not a number")
+            except ValueError:
+                logger.exception("handler crashed")
+    finally:
+        logger.removeHandler(handler)
+
+    assert [("Traceback" in entry["exception"]) for entry in lines(stream)] == [True, True]
