@@ -318,7 +318,6 @@ async def rate_recipe(
             customer=customer,
             score=body.score,
             comment=body.comment,
-            publish=service.outbox_publisher(session),
         )
     return RateResult(
         id=outcome.rating_id,
