@@ -120,9 +120,21 @@ def test_no_secret_is_committed_and_secrets_are_referenced(
             if "@" in var.get("value", ""):
                 assert "$(DB_PASSWORD)" in var["value"] or "$(RABBITMQ_PASSWORD)" in var["value"]
         refs = {
-            v["valueFrom"]["secretKeyRef"]["name"] for v in container["env"] if "valueFrom" in v
+            v["valueFrom"]["secretKeyRef"]["name"]
+            for v in container["env"]
+            if "secretKeyRef" in v.get("valueFrom", {})
         }
         assert "rabbitmq-default-user" in refs
+
+
+def test_each_api_runs_one_process_per_requested_core(rendered: list[dict[str, Any]]) -> None:
+    deployments = _by_kind(rendered, "Deployment")
+    for name in ("auth", "recipes", "notifier"):
+        (container,) = deployments[f"{name}-api"]["spec"]["template"]["spec"]["containers"]
+        env = {v["name"]: v for v in container["env"]}
+        processes = env[f"{name.upper()}_API_PROCESSES"]["valueFrom"]["resourceFieldRef"]
+        assert processes == {"containerName": "api", "resource": "requests.cpu", "divisor": "1"}
+        assert "cpu" in container["resources"]["requests"]
 
 
 def test_the_media_worker_scales_on_its_queue(rendered: list[dict[str, Any]]) -> None:

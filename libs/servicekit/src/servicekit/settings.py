@@ -25,6 +25,11 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="most PostgreSQL connections one process holds (all kept open once opened)",
     )
+    api_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="processes of the service's API (services with one); unset: one per core",
+    )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     retry_delays: tuple[float, ...] = Field(
         default=(1.0, 5.0, 30.0, 120.0),
