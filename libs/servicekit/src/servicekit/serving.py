@@ -19,6 +19,11 @@ import os
 
 import uvicorn
 
+#: Seconds uvicorn's supervisor waits for a worker to answer its health ping before it kills and
+#: restarts it. uvicorn's 5 s killed every worker of `make up` on a loaded 2-core machine, where
+#: importing the app (the GIL held) took longer: a restart loop that never served.
+WORKER_HEALTHCHECK_TIMEOUT = 60
+
 
 def machine_cores() -> int:
     """CPUs this process may run on."""
@@ -49,4 +54,5 @@ def serve_api(
         proxy_headers=proxy_headers,
         log_level=log_level.lower(),
         log_config=None,  # each process's factory configures logging
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
