@@ -313,3 +313,53 @@ def static_json_server(document: dict[str, Any]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one live process (0 if it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _group_members(pgids: set[int]) -> set[int]:
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) in pgids:
+                members.add(int(entry.name))
+    return members
+
+
+def _database_backends(dsn: str) -> set[int]:
+    """PostgreSQL backends connected to this (scratch) database, other than ours."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def server_cpu(
+    run: Callable[[], T], *, servers: Sequence[subprocess.Popen[bytes]], dsn: str
+) -> tuple[T, float]:
+    """``run()`` and the CPU seconds the path's processes spent meanwhile, read from /proc.
+
+    The path is every process of each server's process group (uvicorn or gunicorn workers, nginx
+    workers) and the PostgreSQL backends connected to the scenario's own database, so other users
+    of the shared server are not counted. Backends are listed before and after the run; pools
+    keep theirs open, so one that connects and leaves within the run is the only kind missed.
+    """
+    pgids = {child.pid for child in servers}
+    before_pids = _group_members(pgids) | _database_backends(dsn)
+    before = {pid: _process_cpu_seconds(pid) for pid in before_pids}
+    result = run()
+    after_pids = _group_members(pgids) | _database_backends(dsn) | before_pids
+    spent = sum(max(0.0, _process_cpu_seconds(pid) - before.get(pid, 0.0)) for pid in after_pids)
+    return result, spent

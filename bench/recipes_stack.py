@@ -9,7 +9,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -66,6 +66,8 @@ class RecipesStack:
     recipes_url: str
     bare_url: str
     tokens: TokenFactory
+    #: The recipes API's uvicorn (its process group holds the workers), for ``server_cpu``.
+    recipes_process: subprocess.Popen[bytes] | None = field(default=None, compare=False)
 
     @property
     def dsn(self) -> str:
@@ -149,7 +151,7 @@ def _stack(
         )
         bare_env = uv_env(BENCH_BARE_DSN=libpq(database_url))
         with contextlib.ExitStack() as servers:
-            servers.enter_context(
+            recipes_process = servers.enter_context(
                 process(
                     uvicorn_args("recipes.main:create_app", recipes_port, factory=True),
                     env=recipes_env,
@@ -172,4 +174,5 @@ def _stack(
                 recipes_url=f"http://{HOST}:{recipes_port}",
                 bare_url=f"http://{HOST}:{bare_port}",
                 tokens=tokens,
+                recipes_process=recipes_process,
             )

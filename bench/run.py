@@ -33,6 +33,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "recipe-list-gateway": ("scenarios_http", "recipe_list_gateway"),
     "conditional-get": ("scenarios_http", "conditional_get"),
     "ratings": ("scenarios_http", "ratings"),
+    "drf-baseline": ("scenario_drf", "drf_baseline"),
     "event-pipeline": ("scenario_events", "event_pipeline"),
     "image": ("scenario_image", "image"),
     "digest": ("scenario_digest", "digest"),

@@ -6,21 +6,30 @@ Three processes as in production: this one commits events (``add_event``, 50 per
 see pipeline_worker.py.
 Throughput is events/s from the first commit to the last inbox commit. Latency is measured
 afterwards at 10% of that throughput, one event per transaction, commit to handler (whose
-transaction then commits the inbox row). The ceiling is aio-pika alone publishing the same
-messages persistently to a quorum queue, awaiting confirms in batches of 500.
+transaction then commits the inbox row).
+
+Measured in the same run against two references that do the same work (issue 20), each on its
+own scratch database and vhost: ``pipeline-ceiling`` (pipeline_ceiling.py: a minimal hand-written
+outbox → relay → consumer with an inbox, raw psycopg and aio-pika, the same durability) and
+``celery-baseline`` (baselines/celery_app.py: Celery tasks carrying the same envelopes, applied to
+PostgreSQL by a prefork worker with acks late). Both measure as ours does: from the first
+commit (or send) to the last effect committed, at the same event count.
 """
 
 import asyncio
 import contextlib
+import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import aio_pika
 import httpx
+import pipeline_ceiling
 import psycopg
 import sqlalchemy
+from baselines import BASELINES_DIR, baseline_python, venv_env
 from common import (
     BENCH_DIR,
     MANAGEMENT_URL,
@@ -38,7 +47,6 @@ from sqlmodel import SQLModel
 
 import servicekit.tables  # noqa: F401  (registers the outbox and inbox tables)
 from contracts import RatingAdded, make_envelope
-from servicekit.bus import envelope_message
 from servicekit.db import SessionMaker, create_engine, create_session_maker
 from servicekit.outbox import add_event
 
@@ -48,14 +56,15 @@ PIPELINE_LIMIT = (
     " across the processes: consumer ~0.45-0.6 (half of it the handler's own INSERT through"
     " SQLAlchemy, one round trip each; about a quarter aio-pika receiving and acking),"
     " RabbitMQ ~0.4 (quorum publish, delivery, ack), relay ~0.35, producer ~0.25, PostgreSQL"
-    f" ~0.15; the ceiling only publishes. The consumer, last to finish, commits up to {BATCH_SIZE}"
+    f" ~0.15. The consumer, last to finish, commits up to {BATCH_SIZE}"
     " events at once and acks a committed batch with one ack when no earlier delivery is still"
     " pending (about half the batches: concurrent batches often commit out of order);"
     " add_event notifies once per transaction: what is left is work per event."
 )
 PER_TRANSACTION = 50
 PRODUCERS = 4
-CONFIRM_BATCH = 500
+#: Celery's worker processes: as many as the machine's cores (its default).
+CELERY_CONCURRENCY = 2
 
 
 def rating_event(n: int) -> RatingAdded:
@@ -144,45 +153,68 @@ async def pipeline_latency(database_url: str, rate: float, seconds: float) -> li
         ]
 
 
-async def publish_ceiling(amqp_url: str, total: int) -> float:
-    """aio-pika alone: the same messages, persistent, to a quorum queue, batched confirms."""
-    messages = [
-        envelope_message(make_envelope(rating_event(n), producer="bench"), {}) for n in range(total)
-    ]
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        queue = await channel.declare_queue(
-            "bench.ceiling", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        started = time.perf_counter()
-        exchange = channel.default_exchange
-        for first in range(0, total, CONFIRM_BATCH):
-            await asyncio.gather(
-                *(
-                    exchange.publish(m, routing_key=queue.name, timeout=30)
-                    for m in messages[first : first + CONFIRM_BATCH]
-                )
-            )
-        rate = total / (time.perf_counter() - started)
-        await queue.delete(if_unused=False, if_empty=False)
-    return rate
+async def ceiling_throughput(dsn: str, total: int) -> float:
+    """pipeline-ceiling: the same events through the hand-written outbox, relay and inbox."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bench_received, ceiling_inbox")
+
+    async def producer(start: int, count: int) -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            for first in range(start, start + count, PER_TRANSACTION):
+                rows = []
+                for n in range(first, min(first + PER_TRANSACTION, start + count)):
+                    envelope = make_envelope(rating_event(n), producer="bench")
+                    rows.append(
+                        (envelope.event_id, envelope.routing_key, envelope.model_dump_json())
+                    )
+                await pipeline_ceiling.produce_batch(conn, rows)
+
+    started = time.time()
+    share = total // PRODUCERS
+    await asyncio.gather(*(producer(i * share, share) for i in range(PRODUCERS)))
+    await wait_received(dsn, total, timeout=600)
+    return total / (_last_received(dsn) - started)
+
+
+def celery_throughput(dsn: str, broker: str, total: int) -> float:
+    """celery-baseline: the same envelopes as Celery tasks, sent from PRODUCERS threads."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bench_received")
+    python = baseline_python()
+    template = make_envelope(rating_event(0), producer="bench").model_dump(mode="json")
+    sent = subprocess.run(
+        [str(python), str(BASELINES_DIR / "celery_app.py"), "produce", str(total)],
+        input=json.dumps(template),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=venv_env(python, BENCH_CELERY_BROKER=broker, BENCH_CELERY_DSN=dsn),
+    )
+    started = float(sent.stdout.split()[0])
+    asyncio.run(wait_received(dsn, total, timeout=600))
+    return total / (_last_received(dsn) - started)
+
+
+def _last_received(dsn: str) -> float:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(received_at)) FROM bench_received")
+        return float(row.fetchone()[0])  # type: ignore[index]
 
 
 def _vhost_of(amqp_url: str) -> str:
     return amqp_url.rsplit("/", 1)[1]
 
 
-def wait_consumer(amqp_url: str, *, timeout: float = 60) -> None:
+def wait_consumer(amqp_url: str, *, queue: str = QUEUE, timeout: float = 60) -> None:
     """Until the consumer's queue exists and has a consumer (else early events are unroutable)."""
-    url = f"{MANAGEMENT_URL}/api/queues/{_vhost_of(amqp_url)}/{QUEUE}"
+    url = f"{MANAGEMENT_URL}/api/queues/{_vhost_of(amqp_url)}/{queue}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = httpx.get(url, auth=("guest", "guest"), timeout=5)
         if response.status_code == 200 and response.json().get("consumers", 0) >= 1:
             return
         time.sleep(0.2)
-    raise TimeoutError(f"no consumer on {QUEUE} after {timeout:.0f}s")
+    raise TimeoutError(f"no consumer on {queue} after {timeout:.0f}s")
 
 
 @contextlib.contextmanager
@@ -202,6 +234,40 @@ def pipeline(scenario: str) -> Iterator[tuple[str, str]]:
             yield database_url, amqp_url
 
 
+@contextlib.contextmanager
+def ceiling_pipeline() -> Iterator[str]:
+    """pipeline-ceiling's relay and consumer on a scratch database and vhost; yields the DSN."""
+    with scratch_database("ceiling") as database_url, scratch_vhost("ceiling") as amqp_url:
+        dsn = libpq(database_url)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(RECEIVED_TABLE)
+            conn.execute(pipeline_ceiling.TABLES)
+        worker = [sys.executable, str(BENCH_DIR / "pipeline_ceiling.py")]
+        with (
+            process([*worker, "consume", dsn, amqp_url], name="ceiling-consumer"),
+            process([*worker, "relay", dsn, amqp_url], name="ceiling-relay"),
+        ):
+            wait_consumer(amqp_url, queue=pipeline_ceiling.QUEUE)
+            yield dsn
+
+
+@contextlib.contextmanager
+def celery_pipeline() -> Iterator[tuple[str, str]]:
+    """A Celery worker on a scratch database and vhost; yields the DSN and the broker URL."""
+    with scratch_database("celery") as database_url, scratch_vhost("celery") as amqp_url:
+        dsn = libpq(database_url)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(RECEIVED_TABLE)
+        python = baseline_python()
+        args = [str(python), "-m", "celery", "--workdir", str(BASELINES_DIR), "-A", "celery_app"]
+        args += ["worker", "--pool", "prefork", "--concurrency", str(CELERY_CONCURRENCY)]
+        args += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+        env = venv_env(python, BENCH_CELERY_BROKER=amqp_url, BENCH_CELERY_DSN=dsn)
+        with process(args, env=env, name="celery"):
+            wait_consumer(amqp_url, queue="celery")
+            yield dsn, amqp_url
+
+
 def event_pipeline(size: Size) -> Outcome:
     total = 5_000 if size.quick else 50_000
     rounds = 1 if size.quick else 2
@@ -209,23 +275,40 @@ def event_pipeline(size: Size) -> Outcome:
     outcome = Outcome("event-pipeline")
     ours: list[float] = []
     ceiling: list[float] = []
-    with pipeline("events") as (database_url, amqp_url):
+    celery: list[float] = []
+    with (
+        pipeline("events") as (database_url, _),
+        ceiling_pipeline() as ceiling_dsn,
+        celery_pipeline() as (celery_dsn, celery_broker),
+    ):
         for _ in range(rounds):
             ours.append(asyncio.run(pipeline_throughput(database_url, total // rounds)))
-            ceiling.append(asyncio.run(publish_ceiling(amqp_url, total // rounds)))
+            ceiling.append(asyncio.run(ceiling_throughput(ceiling_dsn, total // rounds)))
+            celery.append(celery_throughput(celery_dsn, celery_broker, total // rounds))
         rate = median(ours) / 10
         p50, p99 = asyncio.run(pipeline_latency(database_url, rate, latency_seconds))
-    a, b = median(ours), median(ceiling)
+    a, b, c = median(ours), median(ceiling), median(celery)
     outcome.rows = [
         Row(
             "event-pipeline",
-            "events/s",
+            "events/s vs pipeline-ceiling",
             "events/s",
             a,
             b,
-            "≥ 0.7x ceiling",
+            "≥ 0.7x pipeline-ceiling",
             a / b >= 0.7,
             target=0.7,
+            note=PIPELINE_LIMIT,
+        ),
+        Row(
+            "event-pipeline",
+            "events/s vs celery-baseline",
+            "events/s",
+            a,
+            c,
+            "≥ 1x celery-baseline",
+            a / c >= 1.0,
+            target=1.0,
             note=PIPELINE_LIMIT,
         ),
         Row("event-pipeline", "p50 latency at 10% load", "ms", p50, None, "≤ 20 ms", p50 <= 20),
@@ -235,6 +318,7 @@ def event_pipeline(size: Size) -> Outcome:
         "events": total,
         "rounds": rounds,
         "latency_load_events_per_s": round(rate, 1),
-        "ceiling": f"aio-pika publish, confirms awaited per {CONFIRM_BATCH}",
+        "pipeline_ceiling": "raw psycopg outbox, aio-pika relay with confirms, inbox consumer",
+        "celery_baseline": f"Celery prefork x{CELERY_CONCURRENCY}, acks late, confirm_publish",
     }
     return outcome

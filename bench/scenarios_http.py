@@ -46,11 +46,11 @@ CONDITIONAL_LIMIT = (
     " worker in the version query and ~60% in uvicorn, Starlette, FastAPI and the middleware."
 )
 RATINGS_LIMIT = (
-    "rate_recipe is one statement (upsert + aggregates by the difference), then add_event (outbox"
-    " insert + pg_notify in one statement) and the commit: 4 round trips against the ceiling's 3,"
-    " with the recipe row locked from the rating statement to the commit, so the 200 customers'"
-    " ratings of one recipe queue behind a worker busy with other requests; the ceiling's"
-    " upsert locks no recipe row and writes no event. A verified token is remembered until it"
+    "rate_recipe is one statement (upsert, aggregates by the difference, the outbox row and its"
+    " pg_notify), then the commit: the recipe row is locked for that one round trip (issue 20;"
+    " it was two more), but the 200 customers' ratings of one recipe still queue on its lock,"
+    " behind workers busy with other requests; the ceiling's upsert locks no recipe row and"
+    " writes no event. A verified token is remembered until it"
     " expires (verifying every request was a quarter of a rating's CPU)."
 )
 RECIPES = 10_000

@@ -19,7 +19,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1] / "gateway" / "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 #: Directories nginx writes temporary request and response bodies to, under the run dir.
-TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "public_cache")
 
 DEFAULT_PORT = 8080
 #: The platform's upload limit (the recipes service refuses larger images with 413 too).

@@ -5,6 +5,7 @@ HTTP servers that echo what they received, so routing, headers and nginx's own J
 checked for what they do, not for how the config reads.
 """
 
+import contextlib
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import gateway_config
 import httpx
 import pytest
+from conftest import wait_for
 
 from servicekit.request_ids import MAX_REQUEST_ID_LENGTH
 
@@ -142,21 +144,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
-    """nginx on a free port in front of echo servers for auth and recipes (notifier is down)."""
-    if gateway_config.nginx_binary() is None:
-        pytest.skip("nginx is not installed")
-    tmp_path = tmp_path_factory.mktemp("gateway")
-    auth, recipes = _echo_server("auth"), _echo_server("recipes")
+@contextlib.contextmanager
+def _nginx(tmp_path: Path, **upstreams: str) -> Iterator[httpx.Client]:
+    """The rendered gateway on a free port in front of ``upstreams``, and a client of it."""
     port = _free_port()
-    values = _values(
-        tmp_path,
-        port,
-        auth_upstream=f"127.0.0.1:{auth.server_address[1]}",
-        recipes_upstream=f"127.0.0.1:{recipes.server_address[1]}",
-        notifier_upstream=f"127.0.0.1:{_free_port()}",  # nothing listens: 502
-    )
+    values = _values(tmp_path, port, **upstreams)
     config = gateway_config.write_config(values, tmp_path / "run" / "nginx.conf")
     nginx = subprocess.Popen(gateway_config.nginx_command(config, values), start_new_session=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -167,11 +159,29 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cl
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        yield client, tmp_path / "media"
+        yield client
     finally:
         client.close()
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
+    """nginx on a free port in front of echo servers for auth and recipes (notifier is down)."""
+    if gateway_config.nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    auth, recipes = _echo_server("auth"), _echo_server("recipes")
+    try:
+        with _nginx(
+            tmp_path,
+            auth_upstream=f"127.0.0.1:{auth.server_address[1]}",
+            recipes_upstream=f"127.0.0.1:{recipes.server_address[1]}",
+            notifier_upstream=f"127.0.0.1:{_free_port()}",  # nothing listens: 502
+        ) as client:
+            yield client, tmp_path / "media"
+    finally:
         for server in (auth, recipes):
             server.shutdown()
             server.server_close()
@@ -328,3 +338,87 @@ def test_sign_in_is_rate_limited_with_json_429(gateway: tuple[httpx.Client, Path
     assert limited.headers["retry-after"] == "1"
     # Other endpoints are not throttled by it.
     assert client.get("/api/auth/me/").status_code == 200
+
+
+# --- the public read cache ---------------------------------------------------------------------
+
+
+class _PublicReads(BaseHTTPRequestHandler):
+    """Answers as the recipes API answers a public read: a versioned ETag, a max-age, a 304."""
+
+    server: "_PublicReadsServer"
+
+    def do_GET(self) -> None:
+        if_none_match = self.headers.get("If-None-Match")
+        authorization = self.headers.get("Authorization")
+        self.server.seen.append((if_none_match, authorization))
+        etag = f'W/"v{self.server.version}"'
+        status = 304 if if_none_match == etag else 200
+        body = b"" if status == 304 else json.dumps({"version": self.server.version}).encode()
+        self.send_response(status)
+        self.send_header("ETag", etag)
+        # Public even when signed in: keeping those out of the cache is the gateway's own doing.
+        self.send_header("Cache-Control", "public, max-age=1, must-revalidate")
+        self.send_header("Vary", "Authorization")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _PublicReadsServer(ThreadingHTTPServer):
+    version = 1
+    #: (If-None-Match, Authorization) of every request that reached it.
+    seen: list[tuple[str | None, str | None]]
+
+    def last_seen(self) -> tuple[str | None, str | None]:
+        return self.seen[-1]
+
+
+@needs_nginx
+def test_public_reads_are_cached_revalidated_and_bypassed_when_signed_in(
+    tmp_path: Path,
+) -> None:
+    recipes = _PublicReadsServer(("127.0.0.1", 0), _PublicReads)
+    recipes.seen = []
+    threading.Thread(target=recipes.serve_forever, daemon=True).start()
+    path = "/api/recipes/?page=1"
+    try:
+        with _nginx(
+            tmp_path,
+            auth_upstream=f"127.0.0.1:{_free_port()}",
+            recipes_upstream=f"127.0.0.1:{recipes.server_address[1]}",
+            notifier_upstream=f"127.0.0.1:{_free_port()}",
+        ) as client:
+            first, second = client.get(path), client.get(path)
+            assert first.headers["x-cache-status"] == "MISS"
+            assert second.headers["x-cache-status"] == "HIT"
+            assert second.json() == first.json() == {"version": 1}
+            assert len(recipes.seen) == 1
+
+            signed_in = client.get(path, headers={"Authorization": "Bearer token"})
+            assert signed_in.headers["x-cache-status"] == "BYPASS"
+            assert recipes.last_seen() == (None, "Bearer token")
+            # ... and its answer was not stored for anyone else.
+            assert client.get(path).headers["x-cache-status"] == "HIT"
+            assert len(recipes.seen) == 2
+
+            def served(status: str) -> httpx.Response | None:
+                response = client.get(path)
+                return response if response.headers["x-cache-status"] == status else None
+
+            # Past max-age, the gateway asks again with the ETag it holds; a 304 keeps its copy.
+            revalidated = wait_for(lambda: served("REVALIDATED"), what="a revalidation")
+            assert revalidated.json() == {"version": 1}
+            assert recipes.last_seen() == (first.headers["etag"], None)
+
+            # A change is served once the copy is past max-age: that is how stale a read can be.
+            recipes.version = 2
+            changed = wait_for(lambda: served("EXPIRED"), what="the changed list")
+            assert changed.json() == {"version": 2}
+    finally:
+        recipes.shutdown()
+        recipes.server_close()

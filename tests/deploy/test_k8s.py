@@ -210,7 +210,10 @@ def test_secrets_are_files_never_environment_variables(rendered: list[dict[str, 
         prefix = service.upper() + "_"
         pod = deployment["spec"]["template"]["spec"]
         for container in _containers(deployment):
-            assert all("valueFrom" not in var for var in container.get("env", [])), name
+            # Values from the pod's own resources (the API process count) are fine; secrets not.
+            assert all(
+                "secretKeyRef" not in var.get("valueFrom", {}) for var in container.get("env", [])
+            ), name
             assert all("secretRef" not in source for source in container.get("envFrom", []))
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
             assert mounts["/run/secrets/app"]["readOnly"] is True
@@ -314,6 +317,16 @@ def test_checkov_finds_nothing_in_the_production_render(tmp_path: Path) -> None:
     assert summary["failed"] == 0 and summary["parsing_errors"] == 0, result.stdout[-5000:]
     assert summary["passed"] > 100, summary
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_each_api_runs_one_process_per_requested_core(rendered: list[dict[str, Any]]) -> None:
+    deployments = _by_kind(rendered, "Deployment")
+    for name in ("auth", "recipes", "notifier"):
+        (container,) = deployments[f"{name}-api"]["spec"]["template"]["spec"]["containers"]
+        env = {v["name"]: v for v in container["env"]}
+        processes = env[f"{name.upper()}_API_PROCESSES"]["valueFrom"]["resourceFieldRef"]
+        assert processes == {"containerName": "api", "resource": "requests.cpu", "divisor": "1"}
+        assert "cpu" in container["resources"]["requests"]
 
 
 def test_the_media_worker_scales_on_its_queue(rendered: list[dict[str, Any]]) -> None:

@@ -118,7 +118,10 @@ def test_a_recipe_from_upload_to_digest_and_backup(
         json={"score": 4, "comment": "Lovely"},
     )
     assert rated.status_code == 200, rated.text
-    detail = gateway.get(f"/api/recipes/{recipe_id}/").json()
+    # Signed in: past the gateway's public read cache, so the rating shows at once.
+    detail = gateway.get(
+        f"/api/recipes/{recipe_id}/", headers={"Authorization": f"Bearer {customer_token}"}
+    ).json()
     assert (detail["avg_rating"], detail["rating_count"]) == (4.0, 1)
 
     wait_for(

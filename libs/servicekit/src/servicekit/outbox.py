@@ -71,6 +71,38 @@ async def add_event(
     The row's headers carry the trace context of a producer span started here, so the consumer
     continues the trace.
     """
+    envelope, row = _envelope_and_row(
+        event,
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        event_id=event_id,
+        headers=headers,
+    )
+    await _insert_row(session, row)
+    return envelope
+
+
+def outbox_row(event: Event, *, producer: str) -> dict[str, Any]:
+    """The outbox row of ``event``, for a caller that inserts it in a statement of its own.
+
+    A use case whose event carries values computed by its own statement (a new aggregate)
+    inserts this row in that statement, filling those values in SQL, so it makes one round trip
+    instead of two while it holds its locks. It must also send ``NOTIFY NOTIFY_CHANNEL`` in
+    that statement: ``add_event`` does both for everyone else.
+    """
+    return _envelope_and_row(event, producer=producer)[1]
+
+
+def _envelope_and_row(
+    event: Event,
+    *,
+    producer: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[Envelope, dict[str, Any]]:
     envelope = make_envelope(
         event,
         producer=producer,
@@ -100,8 +132,7 @@ async def add_event(
         # publishes in this order. Nor the model's default factory: that was half a row's cost.
         "created_at": utcnow(),
     }
-    await _insert_row(session, row)
-    return envelope
+    return envelope, row
 
 
 async def _insert_row(session: AsyncSession, row: dict[str, Any]) -> None:

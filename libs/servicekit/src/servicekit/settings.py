@@ -115,6 +115,11 @@ class ServiceSettings(PrefixedSettings):
     database_password: SecretStr | None = Field(
         default=None, description="password put into the database URL (instead of writing it there)"
     )
+    api_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="processes of the service's API (services with one); unset: one per core",
+    )
     amqp_url: str = Field(default=DEFAULT_AMQP_URL, description="RabbitMQ, vhost included")
     amqp_management_url: str | None = Field(
         default=None,

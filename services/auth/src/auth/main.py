@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from auth.api import PREFIX, AuthComponents, router
@@ -24,6 +23,7 @@ from servicekit.health import Readiness
 from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.migrations import ensure_database, upgrade_database
 from servicekit.runtime import Messaging, configure_observability, run_worker
+from servicekit.serving import serve_api
 from servicekit.tokens import TokenVerifier
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -154,6 +154,13 @@ async def _replay(settings: Settings) -> int:
         await engine.dispose()
 
 
+def api_app() -> FastAPI:
+    """The API as ``auth api`` serves it, built in each of its processes."""
+    settings = Settings()
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
+    return create_app(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="auth", description=__doc__)
     parser.add_argument(
@@ -166,11 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
-        uvicorn.run(
-            create_app(settings),
+        # Made (in development) before the processes start, so that they all load one key.
+        load_key_ring(settings)
+        serve_api(
+            "auth.main:api_app",
             host=settings.api_host,
             port=settings.api_port,
-            log_config=None,  # uvicorn's lines go through the handler configured above
+            processes=settings.api_processes,
+            log_level=settings.log_level,
         )
     elif args.command == "worker":
         asyncio.run(_worker(settings))

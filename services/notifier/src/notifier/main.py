@@ -194,20 +194,26 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def api_app() -> "FastAPI":
+    """The API as ``notifier api`` serves it, built in each of its processes."""
+    settings = Settings()
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
+    return create_app(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings()
     configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
-        import uvicorn
+        from servicekit.serving import serve_api
 
-        uvicorn.run(
-            create_app(settings),
+        serve_api(
+            "notifier.main:api_app",
             host=settings.api_host,
             port=settings.api_port,
-            proxy_headers=True,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # uvicorn's lines go through the handler configured above
+            processes=settings.api_processes,
+            log_level=settings.log_level,
         )
     elif args.command == "worker":
         asyncio.run(run_worker_process(settings))

@@ -136,9 +136,9 @@ async def _recipe_input(
         raise RequestValidationError(exc.errors()) from exc
 
 
-def recipe_out(recipe: Recipe, viewer: Principal | None = None) -> RecipeOut:
+def recipe_out(recipe: Recipe | dict[str, Any], viewer: Principal | None = None) -> RecipeOut:
     out = RecipeOut.model_validate(recipe, from_attributes=True)
-    if viewer is None or viewer.user_id != recipe.seller_id:
+    if viewer is None or viewer.user_id != out.seller_id:
         out.image_failure_reason = None
     return out
 
@@ -227,11 +227,11 @@ async def create_recipe(
 async def get_recipe(
     recipe_id: RecipeId,
     request: Request,
-    session: SessionDep,
+    connection: ReadConnectionDep,
     settings: SettingsDep,
     viewer: OptionalPrincipal,
 ) -> Response:
-    recipe = await service.get_recipe(session=session, recipe_id=recipe_id)
+    recipe = await service.read_recipe(connection=connection, recipe_id=recipe_id)
     return cacheable_json(
         request,
         recipe_out(recipe, viewer),
@@ -335,7 +335,6 @@ async def rate_recipe(
             customer=customer,
             score=body.score,
             comment=body.comment,
-            publish=service.outbox_publisher(session),
         )
     return RateResult(
         id=outcome.rating_id,

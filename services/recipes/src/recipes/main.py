@@ -4,7 +4,6 @@ import argparse
 import asyncio
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from recipes.api import internal_router, router
@@ -23,6 +22,7 @@ from servicekit.runtime import (
     declare_queues,
     run_worker,
 )
+from servicekit.serving import serve_api
 from servicekit.tokens import TokenVerifier, verifier_from_settings
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -102,6 +102,13 @@ def migrate(settings: Settings) -> None:
     )
 
 
+def api_app() -> FastAPI:
+    """The API as ``recipes api`` serves it, built in each of its processes."""
+    settings = Settings()
+    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
+    return create_app(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="recipes", description=__doc__)
     parser.add_argument("command", choices=["api", "worker", "migrate"])
@@ -109,13 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
     if args.command == "api":
-        uvicorn.run(
-            create_app(settings),
+        serve_api(
+            "recipes.main:api_app",
             host=settings.api_host,
             port=settings.api_port,
-            proxy_headers=True,
-            log_level=settings.log_level.lower(),
-            log_config=None,  # uvicorn's lines go through the handler configured above
+            processes=settings.api_processes,
+            log_level=settings.log_level,
         )
     elif args.command == "worker":
         messaging, readiness = build_messaging(settings)

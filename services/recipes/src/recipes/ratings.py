@@ -1,10 +1,13 @@
 """Rating use cases: one rating per customer and recipe, aggregates kept exact in SQL.
 
-A rating is ONE statement (``_RATE``): the upsert of the rating, then the recipe's aggregates
-moved by the difference (``rating_sum + score - previous``, ``rating_count + 1`` for a first
-rating), so the recipe row is locked only from that statement to the commit, never across round
-trips through a busy event loop. It is exact because the previous score comes from the upsert
-itself, not from a separate read:
+A rating is ONE statement (``_RATE``): the upsert of the rating, the recipe's aggregates moved by
+the difference (``rating_sum + score - previous``, ``rating_count + 1`` for a first rating) and
+the ``rating.added`` outbox row with its ``NOTIFY``, so the recipe row is locked only from that
+statement to the commit: one round trip, never more through a busy event loop (issue 20; it was
+the aggregate, then the outbox row, then the commit). The event carries the new aggregates, so
+the statement fills them into the envelope that ``servicekit.outbox.outbox_row`` prepared (with
+zeros in their place). It is exact because the previous score comes from the upsert itself, not
+from a separate read:
 
 - ``INSERT ... ON CONFLICT DO UPDATE`` acts on the latest committed row, not on the statement's
   snapshot: a second first rating by the same customer waits for the first one's commit and
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg.errors import ForeignKeyViolation
-from sqlalchemy import Float, case, cast, delete, func, select, text, update
+from sqlalchemy import Float, bindparam, case, cast, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -34,6 +38,8 @@ from contracts import RatingAdded, RatingRemoved, UserDeleted
 from recipes.listing import PageRequest
 from recipes.models import Rating, Recipe, utcnow
 from recipes.service import Publish, RecipeNotFound
+from recipes.settings import SERVICE_NAME
+from servicekit.outbox import NOTIFY_CHANNEL, outbox_row
 from servicekit.revocation import hold_writer
 from servicekit.tokens import Principal
 
@@ -53,7 +59,7 @@ class RatingOutcome:
     rating_count: int
 
 
-#: Upsert the rating, then move the recipe's aggregates by the difference (module docstring).
+#: Upsert the rating, move the recipe's aggregates by the difference, announce it (docstring).
 _RATE = text("""
 WITH upserted AS (
     INSERT INTO ratings AS r
@@ -73,21 +79,43 @@ change AS (
            score - coalesce(previous_score, 0) AS delta,
            CASE WHEN previous_score IS NULL THEN 1 ELSE 0 END AS added
     FROM upserted
+),
+rated AS (
+    UPDATE recipes SET
+        rating_sum = rating_sum + change.delta,
+        rating_count = rating_count + change.added,
+        -- PostgreSQL first computes (and checks) the new row from the row of the statement's
+        -- snapshot, which may be stale (no ratings where the latest row has one), before it
+        -- finds the newer row and computes it again: that discarded first row must not fail.
+        avg_rating = coalesce(
+            (rating_sum + change.delta)::float8 / nullif(rating_count + change.added, 0), 0
+        )
+    FROM change
+    WHERE recipes.id = change.recipe_id
+    RETURNING change.id, change.created_at, change.previous_score,
+              recipes.avg_rating, recipes.rating_count, recipes.title, recipes.seller_id
+),
+announced AS (
+    INSERT INTO outbox_messages (event_id, routing_key, envelope, headers, created_at)
+    SELECT :event_id, :routing_key,
+           jsonb_set(
+               CAST(:envelope AS jsonb),
+               '{payload}',
+               CAST(:envelope AS jsonb) -> 'payload' || jsonb_build_object(
+                   'rating_id', rated.id,
+                   'recipe_title', rated.title,
+                   'seller_id', rated.seller_id,
+                   'previous_score', rated.previous_score,
+                   'avg_rating', rated.avg_rating,
+                   'rating_count', rated.rating_count
+               )
+           ),
+           CAST(:headers AS jsonb), :created_at
+    FROM rated
+    RETURNING event_id
 )
-UPDATE recipes SET
-    rating_sum = rating_sum + change.delta,
-    rating_count = rating_count + change.added,
-    -- PostgreSQL first computes (and checks) the new row from the row of the statement's
-    -- snapshot, which may be stale (no ratings where the latest row has one), before it finds
-    -- the newer row and computes it again: that discarded first row must not fail.
-    avg_rating = coalesce(
-        (rating_sum + change.delta)::float8 / nullif(rating_count + change.added, 0), 0
-    )
-FROM change
-WHERE recipes.id = change.recipe_id
-RETURNING change.id, change.created_at, change.previous_score,
-          recipes.avg_rating, recipes.rating_count, recipes.title, recipes.seller_id
-""")
+SELECT rated.*, pg_notify(:channel, '') AS notified FROM rated, announced
+""").bindparams(bindparam("envelope", type_=JSONB), bindparam("headers", type_=JSONB))
 
 
 async def rate_recipe(
@@ -97,11 +125,27 @@ async def rate_recipe(
     customer: Principal,
     score: int,
     comment: str,
-    publish: Publish,
 ) -> RatingOutcome:
     """Add or replace ``customer``'s rating and move the recipe's aggregates by the difference."""
     await hold_writer(session, customer.user_id)
     now = utcnow()
+    # The statement fills in what only it knows (the zeros here); see the module docstring.
+    announcement = outbox_row(
+        RatingAdded(
+            rating_id=0,
+            recipe_id=recipe_id,
+            recipe_title="",
+            seller_id=0,
+            user_id=customer.user_id,
+            username=customer.username,
+            score=score,
+            previous_score=None,
+            avg_rating=0.0,
+            rating_count=0,
+            rated_at=now,
+        ),
+        producer=SERVICE_NAME,
+    )
     try:
         rated = (
             await session.execute(
@@ -113,6 +157,8 @@ async def rate_recipe(
                     "score": score,
                     "comment": comment,
                     "now": now,
+                    "channel": NOTIFY_CHANNEL,
+                    **announcement,
                 },
             )
         ).one_or_none()
@@ -123,7 +169,7 @@ async def rate_recipe(
         raise RecipeNotFound() from exc
     if rated is None:
         raise RecipeNotFound()
-    outcome = RatingOutcome(
+    return RatingOutcome(
         rating_id=rated.id,
         recipe_id=recipe_id,
         user_id=customer.user_id,
@@ -135,24 +181,6 @@ async def rate_recipe(
         previous_score=rated.previous_score,
         avg_rating=rated.avg_rating,
         rating_count=rated.rating_count,
-    )
-    await publish(_rating_added(outcome, recipe_title=rated.title, seller_id=rated.seller_id))
-    return outcome
-
-
-def _rating_added(outcome: RatingOutcome, *, recipe_title: str, seller_id: int) -> RatingAdded:
-    return RatingAdded(
-        rating_id=outcome.rating_id,
-        recipe_id=outcome.recipe_id,
-        recipe_title=recipe_title,
-        seller_id=seller_id,
-        user_id=outcome.user_id,
-        username=outcome.username,
-        score=outcome.score,
-        previous_score=outcome.previous_score,
-        avg_rating=outcome.avg_rating,
-        rating_count=outcome.rating_count,
-        rated_at=outcome.updated_at,
     )
 
 

@@ -43,8 +43,9 @@ class Settings(ServiceSettings, TokenSettings):
     max_page_size: int = Field(default=100, ge=1)
     #: ``m`` of the Bayesian ("popular") ordering: votes a recipe needs to count fully.
     popular_min_votes: int = Field(default=5, ge=1)
-    #: Seconds a client or cache may reuse a public response before revalidating it.
-    cache_max_age: int = Field(default=0, ge=0)
+    #: Seconds a client or the gateway's cache may reuse a public read before revalidating it:
+    #: how stale an anonymous read can be (0: nothing is cached).
+    cache_max_age: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
     def _secret_outside_development(self) -> Self:

@@ -6,24 +6,23 @@ previous score would have counted a rating twice or lost one.
 """
 
 import asyncio
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Event
+from contracts import RatingAdded
 from recipes import ratings
 from recipes.ratings import RatingOutcome
-from servicekit.db import SessionMaker
+from servicekit.db import SessionMaker, libpq_url
+from servicekit.outbox import NOTIFY_CHANNEL
 from servicekit.tokens import Principal
-from tests.support import Users, create_recipe
+from tests.support import Users, create_recipe, outbox_events
 
 pytestmark = pytest.mark.integration
-
-
-async def _no_outbox(event: Event) -> None:
-    return None
 
 
 def _customer(user_id: int) -> Principal:
@@ -37,7 +36,6 @@ async def _rate(session: AsyncSession, recipe_id: int, user_id: int, score: int)
         customer=_customer(user_id),
         score=score,
         comment="",
-        publish=_no_outbox,
     )
 
 
@@ -113,3 +111,47 @@ async def test_rating_a_missing_recipe_is_not_found(
         "/api/recipes/987654/rate/", json={"score": 3}, headers=users.customer()
     )
     assert response.status_code == 404
+
+
+async def test_a_rating_its_aggregates_and_its_event_are_one_statement(
+    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker, database_url: str
+) -> None:
+    recipe = await create_recipe(client, users.seller())
+    await _rate_and_commit(session_maker, recipe["id"], 700, 2)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(database_url), autocommit=True
+    ) as listener:
+        await listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        async with session_maker() as session:
+            sync_engine = session.get_bind()
+            event.listen(sync_engine, "before_cursor_execute", record)
+            try:
+                async with session.begin():
+                    outcome = await _rate(session, recipe["id"], 701, 5)
+                    # The recipe row is locked from here to the commit: one round trip.
+                    assert len(statements) == 1
+            finally:
+                event.remove(sync_engine, "before_cursor_execute", record)
+        notified = [n.channel async for n in listener.notifies(timeout=5, stop_after=1)]
+    assert notified == [NOTIFY_CHANNEL]
+
+    announced = RatingAdded.model_validate((await outbox_events(session_maker, "rating.added"))[-1])
+    assert announced == RatingAdded(
+        rating_id=outcome.rating_id,
+        recipe_id=recipe["id"],
+        recipe_title="Soup",
+        seller_id=1,
+        user_id=701,
+        username="c701",
+        score=5,
+        previous_score=None,
+        avg_rating=3.5,
+        rating_count=2,
+        rated_at=outcome.updated_at,
+    )
+    assert (outcome.avg_rating, outcome.rating_count) == (3.5, 2)

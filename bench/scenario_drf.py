@@ -1,0 +1,171 @@
+"""drf-baseline: the recipes API against what a user would pick instead (issue 20).
+
+One seeded database; the recipes API (uvicorn, WORKERS processes) and the drf-baseline app
+(Django REST Framework under gunicorn, as many sync workers; baselines/drf_app.py) both serve it,
+runs alternating. Compared: the recipe list, a recipe's detail, the anonymous list through the
+gateway (its cache when the gateway has one) and 200 customers rating. The server CPU per request
+of list and detail is read from /proc during the runs (``common.server_cpu``: the server's
+processes and the database's PostgreSQL backends; wrk itself is not counted).
+"""
+
+import functools
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+from baselines import drf_server
+from common import Outcome, Row, Size, WrkResult, alternate, median, server_cpu, wrk
+from recipes_stack import LIST_PATH, recipes_stack
+from scenarios_http import (
+    AGGREGATE_MISMATCHES,
+    CUSTOMERS,
+    RATED_RECIPES,
+    _rating_script,
+    _successes_only,
+    gateway,
+)
+
+RECIPES = 10_000
+#: The recipes API's processes in the bench (recipes_stack) and so gunicorn's workers.
+WORKERS = 2
+DETAIL_ID = RECIPES // 2
+#: What profiling showed limits a goal not met; printed with it.
+DRF_LIMIT = (
+    "First measured (--quick) while six other test runs loaded the shared 2-core machine (load"
+    " average 9-14): neither side's figures mean much there; re-run alone before reading a ratio."
+    " Differences in work: the drf-baseline trusts an X-User-Id header where the recipes API"
+    " verifies a signed token, and computes no ETag; the recipes API also writes the rating's"
+    " outbox row. Not yet profiled side by side."
+)
+
+
+def _ratio_row(metric: str, ours: list[WrkResult], drf: list[WrkResult], goal: float) -> Row:
+    a = median([r.requests_per_second for r in ours])
+    b = median([r.requests_per_second for r in drf])
+    return Row(
+        "drf-baseline",
+        metric,
+        "req/s",
+        a,
+        b,
+        f"≥ {goal:g}x drf-baseline",
+        a / b >= goal,
+        target=goal,
+        note=DRF_LIMIT,
+    )
+
+
+def _p99_row(metric: str, ours: list[WrkResult], drf: list[WrkResult], limit_ms: float) -> Row:
+    p99 = median([r.p99_ms for r in ours])
+    return Row(
+        "drf-baseline",
+        metric,
+        "ms",
+        p99,
+        median([r.p99_ms for r in drf]),
+        f"≤ {limit_ms:g} ms",
+        p99 <= limit_ms,
+    )
+
+
+def _cpu_row(metric: str, ours: list[float], drf: list[float], limit_ms: float) -> Row:
+    a, b = median(ours), median(drf)
+    return Row("drf-baseline", metric, "ms", a, b, f"≤ {limit_ms:g} ms", a <= limit_ms)
+
+
+def drf_baseline(size: Size) -> Outcome:
+    outcome = Outcome("drf-baseline")
+    seconds = size.http_seconds
+    with (
+        recipes_stack("drf", recipes=RECIPES, bare=False) as stack,
+        drf_server(stack.dsn, workers=WORKERS) as (drf_url, drf),
+        tempfile.TemporaryDirectory(prefix="bench-drf-") as tmp,
+    ):
+        assert stack.recipes_process is not None
+        ours_servers, drf_servers = [stack.recipes_process], [drf]
+
+        def measured(url: str, servers: list[subprocess.Popen[bytes]]) -> tuple[WrkResult, float]:
+            result, cpu = server_cpu(
+                lambda: wrk(url, seconds=seconds), servers=servers, dsn=stack.dsn
+            )
+            return result, 1000 * cpu / max(1, result.requests)
+
+        figures = {
+            name: alternate(
+                functools.partial(measured, stack.recipes_url + ours_path, ours_servers),
+                functools.partial(measured, drf_url + drf_path, drf_servers),
+                size.rounds,
+            )
+            for name, ours_path, drf_path in (
+                ("list", LIST_PATH, "/recipes/"),
+                ("detail", f"{LIST_PATH}{DETAIL_ID}/", f"/recipes/{DETAIL_ID}/"),
+            )
+        }
+        with gateway(stack) as gateway_url:
+            cached, drf_list = alternate(
+                lambda: wrk(gateway_url + LIST_PATH, seconds=seconds),
+                lambda: wrk(drf_url + "/recipes/", seconds=seconds),
+                size.rounds,
+            )
+        rating_seconds = 5 if size.quick else 15
+        ours_script = _rating_script(stack, Path(tmp), "/api/recipes/")
+        drf_script = _rating_script(stack, Path(tmp), "/recipes/")
+        rated, drf_rated = alternate(
+            lambda: wrk(
+                stack.recipes_url + "/",
+                seconds=rating_seconds,
+                connections=CUSTOMERS,
+                script=ours_script,
+            ),
+            lambda: wrk(
+                drf_url + "/", seconds=rating_seconds, connections=CUSTOMERS, script=drf_script
+            ),
+            max(1, size.rounds - 1),
+        )
+        with psycopg.connect(stack.dsn) as conn:
+            mismatches = conn.execute(AGGREGATE_MISMATCHES).fetchone()
+    wrong = int(mismatches[0]) if mismatches else -1
+    rows: list[Row] = []
+    for name, cpu_limit in (("list", 2.5), ("detail", 2.0)):
+        ours, theirs = figures[name]
+        ours_runs, drf_runs = [r for r, _ in ours], [r for r, _ in theirs]
+        rows += [
+            _ratio_row(f"recipe {name}, uncached", ours_runs, drf_runs, 3.0),
+            _p99_row(f"recipe {name}, p99", ours_runs, drf_runs, 100),
+            _cpu_row(
+                f"recipe {name}, server CPU per request",
+                [c for _, c in ours],
+                [c for _, c in theirs],
+                cpu_limit,
+            ),
+        ]
+    rows += [
+        _ratio_row("anonymous list through the gateway", cached, drf_list, 10.0),
+        _p99_row("anonymous list through the gateway, p99", cached, drf_list, 50),
+    ]
+    rated_ok = [_successes_only(r) for r in rated]
+    drf_ok = [_successes_only(r) for r in drf_rated]
+    rows += [
+        _ratio_row("ratings/s (successful)", rated_ok, drf_ok, 3.0),
+        Row(
+            "drf-baseline",
+            "recipes with wrong aggregates",
+            "recipes",
+            wrong,
+            None,
+            "= 0",
+            wrong == 0,
+        ),
+    ]
+    outcome.rows = rows
+    outcome.details = {
+        "recipes": RECIPES,
+        "workers": WORKERS,
+        "baseline": "Django REST Framework, gunicorn sync workers, CONN_MAX_AGE, DEBUG off",
+        "ratings_failed_ours": sum(r.errors + r.non_2xx for r in rated),
+        "ratings_failed_drf": sum(r.errors + r.non_2xx for r in drf_rated),
+        "rating_customers": CUSTOMERS,
+        "rated_recipes": RATED_RECIPES,
+    }
+    return outcome

@@ -1,0 +1,93 @@
+"""``serve_api``: the API runs in as many processes as it is told, one per core by default."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servicekit.serving import api_processes, machine_cores
+
+APP = """
+import os
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+def make():
+    return Starlette(routes=[Route("/", lambda request: PlainTextResponse(str(os.getpid())))])
+"""
+
+
+def test_the_default_is_one_process_per_core() -> None:
+    assert api_processes(None) == machine_cores() == len(os.sched_getaffinity(0))
+    assert api_processes(3) == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    (tmp_path / "tiny_app.py").write_text(APP)
+    port = _free_port()
+    code = (
+        "from servicekit.serving import serve_api;"
+        f"serve_api('tiny_app:make', host='127.0.0.1', port={port}, processes=3,"
+        " log_level='WARNING')"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    try:
+        yield server, f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_serves_with_the_configured_number_of_processes(
+    served: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    server, url = served
+
+    def workers() -> set[int]:
+        """Children started by multiprocessing's spawn (not its resource tracker)."""
+        found = set()
+        for pid in _children(server.pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return found
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            answered_by = int(httpx.get(url, timeout=5).text)
+        except httpx.TransportError:
+            answered_by = 0
+        if len(workers()) == 3 and answered_by in workers():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not 3 worker processes serving: {workers()}")
