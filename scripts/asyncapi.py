@@ -23,9 +23,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 import yaml
+from pydantic import BaseModel
 
 from contracts import EVENT_MODELS, EXCHANGE_NAME, Envelope
 from contracts.catalogue import EVENT_FLOWS

@@ -12,7 +12,9 @@ import email
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
@@ -463,7 +465,7 @@ def test_brute_force_on_one_account_is_throttled(platform: Platform, gateway: ht
     right = sign_in(gateway, victim.username, PASSWORD)
     assert right.status_code == 429, right.text
     assert "access" not in right.text and int(right.headers["Retry-After"]) > 0
-    passed("throttle: 10 failures per username")
+    passed("throttle: 10 failures per username from one address")
 
 
 def test_a_forged_forwarded_for_does_not_choose_the_throttle_key(
@@ -569,3 +571,241 @@ def test_mail_header_injection_through_user_fields(
     assert [addr for _, addr in recipients] == [address], recipients
     assert "evil.example" not in str(message.get("From")), message.get("From")
     passed("injection: mail headers through username and email")
+
+
+# --- hostile but ordinary clients (issue 16) --------------------------------------------------
+
+
+@pytest.fixture
+def auth_service(platform: Platform) -> Iterator[httpx.Client]:
+    """The auth API itself, behind no gateway: it trusts X-Forwarded-For as from the gateway,
+    so a test can be many client addresses (the gateway would only ever say 127.0.0.1)."""
+    url = f"http://127.0.0.1:{8001 + platform.offset}"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def guess(client: httpx.Client, username: str, address: str, password: str) -> httpx.Response:
+    return client.post(
+        "/api/auth/token/",
+        json={"username": username, "password": password},
+        headers={"X-Forwarded-For": address},
+    )
+
+
+def test_guessing_on_a_public_username_does_not_lock_its_owner_out(
+    gateway: httpx.Client, auth_service: httpx.Client
+) -> None:
+    """Row 1: 12 wrong guesses from one address, then the owner from another address: was 429."""
+    owner = register(gateway, "seller", prefix="owner")
+    attacker = "203.0.113.10"
+    statuses = [guess(auth_service, owner.username, attacker, f"Wrong-{n}") for n in range(12)]
+    assert [s.status_code for s in statuses] == [401] * 10 + [429] * 2
+    right = guess(auth_service, owner.username, "198.51.100.20", PASSWORD)
+    assert right.status_code == 200, right.text
+    # The attacker's address stays refused, even with the right password.
+    assert guess(auth_service, owner.username, attacker, PASSWORD).status_code == 429
+    passed("hostile: guessing elsewhere does not lock the owner out")
+
+
+def test_concurrent_guesses_get_no_more_password_checks_than_the_limit(
+    gateway: httpx.Client, auth_service: httpx.Client
+) -> None:
+    """Row 2: 40 concurrent wrong guesses for one user got 26 password checks against 10."""
+    victim = register(gateway, "customer", prefix="victim")
+    # 20 at a time is twice the limit, and within the API's pool (20) on a shared server.
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(
+            pool.map(
+                lambda n: guess(auth_service, victim.username, "203.0.113.40", f"Wrong-{n}"),
+                range(40),
+            )
+        )
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {401: 10, 429: 30}, statuses  # a 401 is a password check
+    passed("hostile: 40 concurrent guesses, 10 checks")
+
+
+def test_a_deleted_sellers_token_creates_nothing_that_stays(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    """Row 3: 3 s after DELETE /api/auth/me/ the same token created a recipe that stayed."""
+    seller = register(gateway, "seller", prefix="leaving")
+    created = gateway.post("/api/recipes/", json={"title": "Before"}, headers=seller.headers)
+    assert created.status_code == 201
+    assert gateway.delete("/api/auth/me/", headers=seller.headers).status_code == 204
+    assert gateway.get("/api/auth/me/", headers=seller.headers).status_code == 401
+
+    def refused() -> bool:
+        # Writing on until refused: whatever is accepted here raced the deletion.
+        late = gateway.post("/api/recipes/", json={"title": "Ghost"}, headers=seller.headers)
+        assert late.status_code in (201, 401), late.text
+        return late.status_code == 401
+
+    wait_for(refused, within=60, what="recipes to refuse the deleted seller's token")
+    assert gateway.get("/api/notifications/preferences/", headers=seller.headers).status_code == 401
+    listed = gateway.get("/api/recipes/", params={"seller": seller.username}).json()
+    assert listed["count"] == 0, listed
+    assert platform.query(
+        "recipes", "SELECT count(*) FROM recipes WHERE seller_id = %s", seller.user_id
+    ) == [(0,)]
+    passed("hostile: a deleted seller's token")
+
+
+def test_a_deleted_customers_token_rates_nothing_that_stays(
+    platform: Platform, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    recipe = recipe_of(gateway, accounts["seller"])
+    customer = register(gateway, "customer", prefix="leaving")
+    rate = f"/api/recipes/{recipe['id']}/rate/"
+    assert gateway.post(rate, json={"score": 5}, headers=customer.headers).status_code == 200
+    assert gateway.delete("/api/auth/me/", headers=customer.headers).status_code == 204
+
+    def refused() -> bool:
+        late = gateway.post(rate, json={"score": 1}, headers=customer.headers)
+        assert late.status_code in (200, 401), late.text
+        return late.status_code == 401
+
+    wait_for(refused, within=60, what="recipes to refuse the deleted customer's token")
+    assert platform.query(
+        "recipes", "SELECT count(*) FROM ratings WHERE user_id = %s", customer.user_id
+    ) == [(0,)]
+    passed("hostile: a deleted customer's token")
+
+
+def copies_of(platform: Platform, user_id: int) -> dict[str, tuple[Any, ...]]:
+    """(email, version) of a user in auth and in the two copies built from its events."""
+    statements = {
+        "auth": "SELECT email, version FROM users WHERE id = %s",
+        "notifier": "SELECT email, version FROM recipients WHERE user_id = %s",
+        "backup": "SELECT email, version FROM users WHERE user_id = %s",
+    }
+    return {
+        service: (platform.query(service, statement, user_id) or [()])[0]
+        for service, statement in statements.items()
+    }
+
+
+def test_concurrent_changes_to_a_user_converge_on_the_last(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    """Row 4: 3 parallel email changes x 4 users: copies kept the first address, for good."""
+    users = [register(gateway, "customer", prefix="racer") for _ in range(4)]
+    changes = [(user, f"{user.username}.{n}@example.com") for user in users for n in range(3)]
+    with ThreadPoolExecutor(max_workers=len(changes)) as pool:
+        answers = list(
+            pool.map(
+                lambda change: gateway.patch(
+                    "/api/auth/me/", json={"email": change[1]}, headers=change[0].headers
+                ),
+                changes,
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * len(changes), [a.text for a in answers]
+    for user in users:
+        final = copies_of(platform, user.user_id)["auth"]
+        assert final[1] == 4, final  # three changes, three versions
+        wait_for(
+            lambda user=user, final=final: (  # type: ignore[misc]
+                set(copies_of(platform, user.user_id).values()) == {final}
+            ),
+            within=60,
+            what=f"every copy of {user.username} at {final}",
+        )
+    passed("hostile: concurrent PATCH /me converges")
+
+
+def test_a_change_racing_a_deletion_leaves_no_live_copy(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    user = register(gateway, "customer", prefix="racer")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        patch = pool.submit(
+            gateway.patch,
+            "/api/auth/me/",
+            json={"email": f"{user.username}.late@example.com"},
+            headers=user.headers,
+        )
+        delete = pool.submit(gateway.delete, "/api/auth/me/", headers=user.headers)
+        assert patch.result().status_code in (200, 401)
+        assert delete.result().status_code == 204
+    wait_for(
+        lambda: (
+            platform.query(
+                "notifier", "SELECT deleted FROM recipients WHERE user_id = %s", user.user_id
+            )
+            == [(True,)]
+        ),
+        within=60,
+        what="the notifier's copy to be a tombstone",
+    )
+    passed("hostile: PATCH racing DELETE /me")
+
+
+def test_two_users_taking_one_address_at_once_get_a_field_error(gateway: httpx.Client) -> None:
+    """Row 5: two users changing to the same email at once: 500 in 3 of 3 races."""
+    for _ in range(3):
+        first, second = (register(gateway, "customer", prefix="twin") for _ in range(2))
+        address = f"{unique('shared')}@example.com"
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(
+                pool.map(
+                    lambda user, address=address: gateway.patch(
+                        "/api/auth/me/", json={"email": address}, headers=user.headers
+                    ),
+                    (first, second),
+                )
+            )
+        assert sorted(a.status_code for a in answers) == [200, 400], [a.text for a in answers]
+        refused = next(a for a in answers if a.status_code == 400)
+        assert refused.json() == {"email": ["A user with that email already exists."]}
+    passed("hostile: one address taken twice at once")
+
+
+DEEP = 20_000
+DEEP_BODIES = [
+    ("POST", "/api/recipes/", "seller"),
+    ("POST", "/api/auth/register/", None),
+    ("PUT", "/api/notifications/preferences/", "customer"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "role"), DEEP_BODIES)
+def test_json_nested_20000_deep_is_a_400(
+    method: str, path: str, role: str | None, gateway: httpx.Client, accounts: dict[str, Account]
+) -> None:
+    """Row 6: POST /api/recipes/ with JSON nested 20,000 deep answered 500 (RecursionError)."""
+    headers = {"Content-Type": "application/json", **(accounts[role].headers if role else {})}
+    body = b'{"title": ' + b"[" * DEEP + b"]" * DEEP + b"}"
+    response = gateway.request(method, path, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "parse_error"
+    passed(f"hostile: deep JSON {method} {path}")
+
+
+def test_an_internationalised_domain_is_accepted_in_a_form_that_can_be_mailed(
+    platform: Platform, gateway: httpx.Client
+) -> None:
+    """Row 9: auth accepted lukasz@exämple.com; the notifier marked the welcome unusable."""
+    local = unique("lukasz").replace("_", ".")
+    created = gateway.post(
+        "/api/auth/register/",
+        json={"username": unique("idn"), "password": PASSWORD, "email": f"{local}@exämple.com"},
+    )
+    assert created.status_code == 201, created.text
+    address = f"{local}@xn--exmple-cua.com"
+    assert created.json()["email"] == address
+    mail_file = wait_for(
+        lambda: next(platform.running.mail_dir.glob(f"welcome.{created.json()['id']}_*.eml"), None),
+        within=60,
+        what="the welcome mail",
+    )
+    message = email.message_from_bytes(mail_file.read_bytes())
+    assert [addr for _, addr in getaddresses(message.get_all("To", []))] == [address]
+    unmailable = gateway.post(
+        "/api/auth/register/",
+        json={"username": unique("idn"), "password": PASSWORD, "email": "łukasz@example.com"},
+    )
+    assert unmailable.status_code == 400
+    assert list(unmailable.json()) == ["email"]
+    passed("hostile: an IDNA address is mailed")

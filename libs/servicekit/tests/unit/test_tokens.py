@@ -6,12 +6,15 @@ import json
 import time
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 
+from servicekit.http import install_http_basics
 from servicekit.testing import TokenFactory
-from servicekit.tokens import TokenError, TokenVerifier, http_jwks_fetcher
+from servicekit.tokens import CurrentPrincipal, TokenError, TokenVerifier, http_jwks_fetcher
 
 
 def claims(factory: TokenFactory, **overrides: Any) -> dict[str, Any]:
@@ -245,3 +248,32 @@ async def test_known_keys_are_kept_while_the_key_set_is_unreachable() -> None:
         token = factory.access_token(user_id=user_id, username="bo", role="customer")
         assert (await verifier.verify(token)).user_id == user_id
     assert calls == 2, "one failed fetch, then backed off while the known key serves"
+
+
+async def test_a_valid_token_of_a_revoked_user_is_refused_every_time_it_is_checked() -> None:
+    """The revocation check runs per request, after the remembered verification."""
+    tokens = TokenFactory()
+    revoked: set[int] = set()
+
+    async def is_revoked(user_id: int) -> bool:
+        return user_id in revoked
+
+    app = FastAPI()
+    install_http_basics(app)
+    app.state.token_verifier = tokens.verifier()
+    app.state.revoked_users = is_revoked
+
+    @app.get("/who/")
+    async def who(principal: CurrentPrincipal) -> int:
+        return principal.user_id
+
+    headers = tokens.headers(user_id=7, username="alice", role="customer")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/who/", headers=headers)).json() == 7
+        revoked.add(7)
+        refused = await client.get("/who/", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "user_inactive"
+        revoked.clear()  # reactivated
+        assert (await client.get("/who/", headers=headers)).status_code == 200
