@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0002_recipient_email_optional"
-down_revision: str | None = "596b92c2d55c"
+down_revision: str | None = "0002_revoked_users"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
