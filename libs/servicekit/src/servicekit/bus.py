@@ -18,7 +18,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     DeliveryMode,
 )
-from pamqp.commands import Basic
+from aiormq import spec
 
 from contracts import EXCHANGE_NAME, Envelope
 from servicekit.metrics import EVENTS_PUBLISHED
@@ -150,7 +150,7 @@ async def send_to_queue(
     confirmation = await channel.default_exchange.publish(
         message, routing_key=queue, mandatory=True, timeout=timeout
     )
-    if not isinstance(confirmation, Basic.Ack):
+    if not isinstance(confirmation, spec.Basic.Ack):
         raise UnroutableError(f"the broker could not route a message to queue {queue!r}")
 
 
