@@ -21,8 +21,8 @@ from aio_pika.abc import (
     DeliveryMode,
 )
 from aio_pika.exceptions import DeliveryError
+from aiormq import spec
 from pamqp import frame
-from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from contracts import EXCHANGE_NAME, Envelope
@@ -251,7 +251,7 @@ async def send_to_queue(
     confirmation = await channel.default_exchange.publish(
         message, routing_key=queue, mandatory=True, timeout=timeout
     )
-    if not isinstance(confirmation, Basic.Ack):
+    if not isinstance(confirmation, spec.Basic.Ack):
         raise UnroutableError(f"the broker could not route a message to queue {queue!r}")
 
 

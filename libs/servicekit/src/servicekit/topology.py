@@ -60,7 +60,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import aio_pika
 import httpx
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
-from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from servicekit.bus import (
     RetryPolicy,
