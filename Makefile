@@ -10,6 +10,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 PRESENT := $(wildcard $(PACKAGES))
 
 .PHONY: setup lint format test test-reliability up down logs status demo bench asyncapi pin
+.PHONY: images test-containers test-fresh-box
 
 # --compile-bytecode: machines here set PYTHONDONTWRITEBYTECODE, so without it every process
 # (service, CLI, test run) compiles its libraries again: ~2.5 s instead of ~1 s per start.
@@ -75,3 +76,23 @@ bench: setup
 pin:
 	uv sync --all-packages --quiet
 	uv run python scripts/pin.py
+
+# --- Containers (scripts/ensure-docker says which engine and images) ---------------------------
+# Needs a Docker engine, or root with apt to start one of its own (stopped again at the end).
+# The five service images from the one Dockerfile.
+images:
+	eval "$$(scripts/ensure-docker)" && scripts/build-images
+
+# The container checks alone: the images built, each started alone (migrate, /healthz, /readyz),
+# and the compose stack in production mode with the recipe story through its gateway.
+test-containers: setup
+	@started=0; trap '[ "$$started" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)"; started=$$PLATFORM_DOCKER_STARTED; \
+	scripts/build-images && cd tests && uv run pytest -q containers
+
+# A fresh Debian bookworm container with nothing but this checkout runs the README's two
+# commands (scripts/fresh-box says which parts of `make test` run there).
+test-fresh-box:
+	@started=0; trap '[ "$$started" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)"; started=$$PLATFORM_DOCKER_STARTED; \
+	scripts/fresh-box
