@@ -67,7 +67,7 @@ ENV AUTH_API_HOST=0.0.0.0 AUTH_HEALTH_HOST=0.0.0.0 \
     RECIPES_API_HOST=0.0.0.0 RECIPES_HEALTH_HOST=0.0.0.0 \
     NOTIFIER_API_HOST=0.0.0.0 NOTIFIER_HEALTH_HOST=0.0.0.0 \
     MEDIA_HEALTH_HOST=0.0.0.0 BACKUP_HEALTH_HOST=0.0.0.0
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=10s --start-period=120s --retries=6 \
   CMD ["python", "/usr/local/lib/platform/process.py", "check"]
 # Without a command: `<service> api`, or `<service> worker` for a service without an API.
 ENTRYPOINT ["python", "/usr/local/lib/platform/process.py", "run"]

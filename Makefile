@@ -81,18 +81,18 @@ pin:
 # Needs a Docker engine, or root with apt to start one of its own (stopped again at the end).
 # The five service images from the one Dockerfile.
 images:
-	eval "$$(scripts/ensure-docker)" && scripts/build-images
+	@eval "$$(scripts/ensure-docker)" && scripts/build-images
 
 # The container checks alone: the images built, each started alone (migrate, /healthz, /readyz),
 # and the compose stack in production mode with the recipe story through its gateway.
 test-containers: setup
-	@started=0; trap '[ "$$started" = 0 ] || scripts/ensure-docker stop' EXIT; \
-	eval "$$(scripts/ensure-docker)"; started=$$PLATFORM_DOCKER_STARTED; \
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)" || exit 1; \
 	scripts/build-images && cd tests && uv run pytest -q containers
 
 # A fresh Debian bookworm container with nothing but this checkout runs the README's two
 # commands (scripts/fresh-box says which parts of `make test` run there).
 test-fresh-box:
-	@started=0; trap '[ "$$started" = 0 ] || scripts/ensure-docker stop' EXIT; \
-	eval "$$(scripts/ensure-docker)"; started=$$PLATFORM_DOCKER_STARTED; \
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)" || exit 1; \
 	scripts/fresh-box
