@@ -27,7 +27,8 @@ from recipe_story import tell_the_recipe_story
 
 from containers.docker_checks import published_port, wait_until
 
-pytestmark = pytest.mark.integration
+# docker-compose up waits for every health condition: minutes on a busy two-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [

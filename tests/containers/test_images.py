@@ -16,7 +16,7 @@ from docker.models.networks import Network
 
 from containers.docker_checks import SERVICES, published_port, service_image, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 #: The port each service's main process answers health on inside its container.
 HEALTH_PORTS = {"auth": 8001, "recipes": 8002, "notifier": 8003, "media": 9004, "backup": 9005}
