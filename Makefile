@@ -10,7 +10,7 @@ PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
 PRESENT := $(wildcard $(PACKAGES))
 
 .PHONY: help setup lint format test test-reliability up down logs status demo bench asyncapi pin
-.PHONY: node-deps env-example mypy
+.PHONY: node-deps env-example mypy images test-containers test-fresh-box
 .DEFAULT_GOAL := help
 
 # A bare `make` lists the targets: the `## ` text after each target's name.
@@ -100,3 +100,23 @@ node-deps:
 
 env-example: setup ## regenerate .env.example from the settings classes
 	uv run python scripts/settings_table.py --env-example > .env.example
+
+# --- Containers (scripts/ensure-docker says which engine and images) ---------------------------
+# Needs a Docker engine, or root with apt to start one of its own (stopped again at the end).
+# The five service images from the one Dockerfile.
+images: ## build the five service images (starts a Docker engine if none runs)
+	@eval "$$(scripts/ensure-docker)" && scripts/build-images
+
+# The container checks alone: the images built, each started alone (migrate, /healthz, /readyz),
+# and the compose stack in production mode with the recipe story through its gateway.
+test-containers: setup ## the container checks alone: images, each started alone, the compose stack
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)" || exit 1; \
+	scripts/build-images && cd tests && uv run pytest -q containers
+
+# A fresh Debian bookworm container with nothing but this checkout runs the README's two
+# commands (scripts/fresh-box says which parts of `make test` run there).
+test-fresh-box: ## a clean Debian bookworm container runs the README's two commands
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	eval "$$(scripts/ensure-docker)" || exit 1; \
+	scripts/fresh-box

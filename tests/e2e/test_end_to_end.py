@@ -1,156 +1,47 @@
-"""One user story through the gateway only, on a platform started as ``make up`` starts it.
+"""The recipe story (recipe_story.py) on a platform started as ``make up`` starts it."""
 
-A seller and a customer register and sign in; the seller posts a recipe with a real JPEG; the
-media worker resizes it and the gateway serves the result; the customer rates it; the daily
-digest mails the customer about it; the weekly backup exports both users. The test waits on the
-workers' ``/metrics`` only to know when an event has been consumed (there is no API for that),
-never to check an effect.
-"""
-
-import csv
 import email
-import io
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import subprocess
 from email.message import Message
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningPlatform, wait_for
-from PIL import Image
+from conftest import RunningPlatform
+from recipe_story import tell_the_recipe_story
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "Gooseberry-Crumble-42"
+#: Each worker's health and metrics port, before the platform's port offset.
+METRICS_PORTS = {"notifier": 9003, "backup": 9005}
 
 
-def photo_jpeg(width: int = 1600, height: int = 1200) -> bytes:
-    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+class MadeUpPlatform:
+    """``running_platform`` seen as a StoryPlatform: ports on loopback, files in its var dir."""
+
+    def __init__(self, platform: RunningPlatform) -> None:
+        self._platform = platform
+        self.gateway_url = platform.gateway_url
+
+    def metrics(self, service: str) -> str:
+        port = METRICS_PORTS[service] + int(self._platform.env["PLATFORM_PORT_OFFSET"])
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return ""
+
+    def run(self, service: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+        return self._platform.run(service, *arguments)
+
+    def mails(self) -> list[Message]:
+        mail_dir = self._platform.mail_dir
+        if not mail_dir.is_dir():
+            return []
+        return [email.message_from_bytes(path.read_bytes()) for path in mail_dir.rglob("*.eml")]
+
+    def backup_exports(self) -> list[str]:
+        paths = sorted(self._platform.backup_dir.glob("users_*.csv"))
+        return [path.read_text(encoding="utf-8") for path in paths]
 
 
-def consumed(platform: RunningPlatform, service: str, event_type: str) -> float:
-    """How many events of a type a worker has handled, from its /metrics."""
-    offset = int(platform.env["PLATFORM_PORT_OFFSET"])
-    port = {"notifier": 9003, "backup": 9005}[service] + offset
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    labels = (f'queue="{service}.events"', f'event_type="{event_type}"', 'outcome="handled"')
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("events_consumed_total{") and all(label in line for label in labels):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-@pytest.fixture
-def gateway(running_platform: RunningPlatform) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=running_platform.gateway_url, timeout=30) as client:
-        yield client
-
-
-def register_and_sign_in(gateway: httpx.Client, role: str) -> tuple[dict[str, Any], str]:
-    name = f"{role}_{uuid.uuid4().hex[:8]}"
-    registered = gateway.post(
-        "/api/auth/register/",
-        json={"username": name, "password": PASSWORD, "email": f"{name}@example.com", "role": role},
-    )
-    assert registered.status_code == 201, registered.text
-    token = gateway.post("/api/auth/token/", json={"username": name, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    return registered.json(), token.json()["access"]
-
-
-def mails_to(mail_dir: Path, address: str) -> list[Message]:
-    if not mail_dir.is_dir():
-        return []
-    messages = [email.message_from_bytes(path.read_bytes()) for path in mail_dir.rglob("*.eml")]
-    return [m for m in messages if address in str(m.get("To", ""))]
-
-
-def text_of(message: Message) -> str:
-    parts = message.walk() if message.is_multipart() else [message]
-    return "".join(
-        part.get_payload(decode=True).decode("utf-8", "replace")  # type: ignore[union-attr]
-        for part in parts
-        if part.get_content_type() in ("text/plain", "text/html")
-    )
-
-
-def test_a_recipe_from_upload_to_digest_and_backup(
-    running_platform: RunningPlatform, gateway: httpx.Client
-) -> None:
-    seller, seller_token = register_and_sign_in(gateway, "seller")
-    customer, customer_token = register_and_sign_in(gateway, "customer")
-    title = f"Gooseberry crumble {uuid.uuid4().hex[:6]}"
-
-    created = gateway.post(
-        "/api/recipes/",
-        headers={"Authorization": f"Bearer {seller_token}"},
-        data={"title": title, "description": "Tart and sweet", "ingredients": "gooseberries"},
-        files={"image": ("crumble.jpg", photo_jpeg(), "image/jpeg")},
-    )
-    assert created.status_code == 201, created.text
-    recipe_id = created.json()["id"]
-    assert created.json()["image_status"] == "pending"
-
-    def ready_recipe() -> dict[str, Any] | None:
-        body: dict[str, Any] = gateway.get(f"/api/recipes/{recipe_id}/").json()
-        assert body["image_status"] != "failed", body
-        return body if body["image_status"] == "ready" else None
-
-    recipe = wait_for(ready_recipe, what="the resized image")
-    image = httpx.get(recipe["resized_image_url"], timeout=10)
-    assert image.status_code == 200
-    assert image.headers["content-type"] == "image/jpeg"
-    assert Image.open(io.BytesIO(image.content)).size == (800, 600)
-
-    rated = gateway.post(
-        f"/api/recipes/{recipe_id}/rate/",
-        headers={"Authorization": f"Bearer {customer_token}"},
-        json={"score": 4, "comment": "Lovely"},
-    )
-    assert rated.status_code == 200, rated.text
-    # Signed in: past the gateway's public read cache, so the rating shows at once.
-    detail = gateway.get(
-        f"/api/recipes/{recipe_id}/", headers={"Authorization": f"Bearer {customer_token}"}
-    ).json()
-    assert (detail["avg_rating"], detail["rating_count"]) == (4.0, 1)
-
-    wait_for(
-        lambda: (
-            consumed(running_platform, "notifier", "recipe.created") >= 1
-            and consumed(running_platform, "notifier", "user.registered") >= 2
-        ),
-        what="the notifier to learn about the users and the recipe",
-    )
-    today = datetime.now(UTC).date().isoformat()
-    digest = running_platform.run("notifier", "send-digest", "--date", today)
-    assert digest.returncode == 0, digest.stderr
-
-    def digests_with_the_recipe() -> list[Message]:
-        inbox = mails_to(running_platform.mail_dir, customer["email"])
-        return [mail for mail in inbox if title in text_of(mail)]
-
-    mails = wait_for(digests_with_the_recipe, within=30, what="the customer's digest")
-    assert len(mails) == 1
-
-    wait_for(
-        lambda: consumed(running_platform, "backup", "user.registered") >= 2,
-        what="the backup copy of the users",
-    )
-    backup = running_platform.run("backup", "run-now")
-    assert backup.returncode == 0, backup.stderr
-    exports = sorted(running_platform.backup_dir.glob("users_*.csv"))
-    assert exports, "no export written"
-    with exports[-1].open(newline="", encoding="utf-8") as file:
-        rows = {row["Username"]: row for row in csv.DictReader(file)}
-    assert rows[seller["username"]]["Role"] == "seller"
-    assert rows[customer["username"]]["Email"] == customer["email"]
+def test_a_recipe_from_upload_to_digest_and_backup(running_platform: RunningPlatform) -> None:
+    tell_the_recipe_story(MadeUpPlatform(running_platform))

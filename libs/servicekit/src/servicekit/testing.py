@@ -1,6 +1,11 @@
 """Pytest plugin: real PostgreSQL databases and real RabbitMQ vhosts, isolated per test run.
 
-With a reachable Docker engine both servers come from testcontainers. Otherwise the servers at
+With a reachable Docker engine (``DOCKER_HOST``, else the system socket) each test session starts
+its own PostgreSQL and RabbitMQ containers with testcontainers, from ``POSTGRES_IMAGE`` and
+``RABBITMQ_IMAGE`` (the official images unless set; ``scripts/ensure-docker`` names images it
+built where no registry is reachable). ``TESTS_USE_DOCKER=never`` always uses the local servers,
+``always`` fails rather than fall back to them (CI and ``make test-containers``). Otherwise the
+servers at
 ``DATABASE_URL`` (an admin URL, default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
 and ``AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) are used; the RabbitMQ
 management API (``RABBITMQ_MANAGEMENT_URL``, default port 15672 on the AMQP host) creates and
@@ -48,35 +53,77 @@ class Infrastructure:
     management_url: str
 
 
+DEFAULT_POSTGRES_IMAGE = "postgres:16-alpine"
+DEFAULT_RABBITMQ_IMAGE = "rabbitmq:3.13-management-alpine"
+AMQP_PORT = 5672
+MANAGEMENT_PORT = 15672
+#: The broker container's user (the official image's default, and the local image's).
+BROKER_USER = ("guest", "guest")
+
+
 def _docker_reachable() -> bool:
-    if os.environ.get("TESTS_USE_DOCKER", "auto") == "never":
+    mode = os.environ.get("TESTS_USE_DOCKER", "auto")
+    if mode == "never":
         return False
-    if os.environ.get("DOCKER_HOST"):
-        return True  # a remote engine was configured on purpose
+    import docker  # testcontainers' own client: it honours DOCKER_HOST as testcontainers does
+
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(2)
-            sock.connect("/var/run/docker.sock")
-            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-            return b" 200 " in sock.recv(64)
-    except OSError:
+        docker.from_env(timeout=5).ping()
+    except Exception as error:  # the client raises several kinds when no engine answers
+        if mode == "always":
+            raise RuntimeError(f"TESTS_USE_DOCKER=always but no Docker engine: {error}") from error
+        return False
+    return True
+
+
+def _broker_answers(host: str, amqp_port: int, management_url: str) -> bool:
+    """AMQP answers the protocol header with Connection.Start, and the management API is up."""
+    try:
+        with socket.create_connection((host, amqp_port), timeout=5) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            if sock.recv(1) != b"\x01":  # a method frame
+                return False
+        overview = httpx.get(f"{management_url}/api/overview", auth=BROKER_USER, timeout=5)
+        return overview.status_code == 200
+    except (OSError, httpx.HTTPError):
         return False
 
 
 @contextlib.contextmanager
-def _containers() -> Iterator[Infrastructure]:
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.rabbitmq import RabbitMqContainer
+def _containers(announce: Callable[[str], None]) -> Iterator[Infrastructure]:
+    # RabbitMqContainer's own readiness probe (pika) leaves failed connections to be collected
+    # later, which pytest reports as unraisable exceptions: a plain container, waited on here.
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
 
-    with (
-        PostgresContainer("postgres:16-alpine", driver="psycopg") as pg,
-        RabbitMqContainer("rabbitmq:3.13-management-alpine") as mq,
-    ):
+    pg_image = os.environ.get("POSTGRES_IMAGE", DEFAULT_POSTGRES_IMAGE)
+    mq_image = os.environ.get("RABBITMQ_IMAGE", DEFAULT_RABBITMQ_IMAGE)
+    started = time.monotonic()
+    broker = (
+        DockerContainer(mq_image)
+        .with_env("RABBITMQ_DEFAULT_USER", BROKER_USER[0])
+        .with_env("RABBITMQ_DEFAULT_PASS", BROKER_USER[1])
+        .with_exposed_ports(AMQP_PORT, MANAGEMENT_PORT)
+    )
+    with PostgresContainer(pg_image, driver="psycopg") as pg, broker as mq:
         host = mq.get_container_host_ip()
+        amqp_port = int(mq.get_exposed_port(AMQP_PORT))
+        management_url = f"http://{host}:{mq.get_exposed_port(MANAGEMENT_PORT)}"
+        deadline = time.monotonic() + 120
+        while not _broker_answers(host, amqp_port, management_url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ from {mq_image} did not start:\n{mq.get_logs()}")
+            time.sleep(0.5)
+        user, password = BROKER_USER
+        announce(
+            f"testcontainers: PostgreSQL {pg_image} at {host}:{pg.get_exposed_port(5432)},"
+            f" RabbitMQ {mq_image} at {host}:{amqp_port}"
+            f" (started in {time.monotonic() - started:.1f} s)"
+        )
         yield Infrastructure(
             admin_database_url=pg.get_connection_url(),
-            amqp_url=f"amqp://guest:guest@{host}:{mq.get_exposed_port(5672)}/",
-            management_url=f"http://{host}:{mq.get_exposed_port(15672)}",
+            amqp_url=f"amqp://{user}:{password}@{host}:{amqp_port}/",
+            management_url=management_url,
         )
 
 
@@ -91,9 +138,15 @@ def _local() -> Infrastructure:
 
 
 @pytest.fixture(scope="session")
-def infrastructure() -> Iterator[Infrastructure]:
+def infrastructure(request: pytest.FixtureRequest) -> Iterator[Infrastructure]:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def announce(line: str) -> None:
+        if reporter is not None:  # shown even with -q, so CI's log says which servers ran
+            reporter.write_line(line)
+
     if _docker_reachable():
-        with _containers() as infra:
+        with _containers(announce) as infra:
             yield infra
     else:
         yield _local()

@@ -12,7 +12,9 @@ SERVICE_NAME = "auth"
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="AUTH_")
+    # An empty variable means "not set": compose passes AUTH_SIGNING_KEY_PEM= in development,
+    # where the key is generated (compose.yaml, deploy/compose/development.env).
+    model_config = SettingsConfigDict(env_prefix="AUTH_", env_ignore_empty=True)
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/auth"
     health_port: int = 9001

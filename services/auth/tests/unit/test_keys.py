@@ -46,6 +46,18 @@ def test_production_needs_a_configured_key(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_an_empty_key_variable_means_development_generates_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose's development env file passes AUTH_SIGNING_KEY_PEM= (compose.yaml needs it set)."""
+    monkeypatch.setenv("AUTH_SIGNING_KEY_PEM", "")
+    settings = Settings(data_dir=tmp_path / "auth")
+
+    assert settings.signing_key_pem is None
+    load_key_ring(settings)
+    assert (tmp_path / "auth" / DEV_KEY_FILENAME).is_file()
+
+
 def test_the_key_comes_from_a_file_or_the_environment(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     (tmp_path / "key.pem").write_bytes(_pem(key))

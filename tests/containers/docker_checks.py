@@ -1,0 +1,32 @@
+"""What the container checks share: image names and waiting on containers."""
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from docker.models.containers import Container
+
+SERVICES = ("auth", "recipes", "notifier", "media", "backup")
+POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "postgres:16")
+RABBITMQ_IMAGE = os.environ.get("RABBITMQ_IMAGE", "rabbitmq:3.13-management")
+TAG = os.environ.get("TAG", "dev")
+
+
+def service_image(service: str) -> str:
+    return f"recipe-platform/{service}:{TAG}"
+
+
+def wait_until(check: Callable[[], Any], *, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+def published_port(container: Container, port: int) -> int:
+    container.reload()
+    return int(container.ports[f"{port}/tcp"][0]["HostPort"])
