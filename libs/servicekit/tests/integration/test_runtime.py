@@ -32,11 +32,15 @@ async def test_a_worker_whose_consumer_cannot_start_exits_non_zero(
     amqp_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The broker connects, then the consumer's queue cannot be declared (issue 15)."""
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    await channel.declare_queue("t.dies", durable=True)  # classic: the consumer wants quorum
-    await connection.close()
+    """The broker connects, then the consumer's queue cannot be declared (issue 15).
+
+    An exclusive queue of another connection under the consumer's name refuses every other
+    connection (RESOURCE_LOCKED); a queue that merely has other arguments would not do, since
+    the topology then uses it as it is until ``migrate`` rebuilds it.
+    """
+    holder = await aio_pika.connect(amqp_url)
+    channel = await holder.channel()
+    await channel.declare_queue("t.dies", exclusive=True)
     consumer = Consumer(queue="t.dies", producer="t", session_maker=session_maker)
     consumer.on(RecipeDeleted, record_effect)
     messaging = Messaging(
@@ -47,10 +51,13 @@ async def test_a_worker_whose_consumer_cannot_start_exits_non_zero(
     )
     readiness = Readiness(bus=messaging.bus, consumers=[consumer])
 
-    with pytest.raises(BackgroundTaskEnded, match="messaging"):
-        await asyncio.wait_for(run_worker(messaging, readiness, host="127.0.0.1", port=0), 60)
+    try:
+        with pytest.raises(BackgroundTaskEnded, match="messaging"):
+            await asyncio.wait_for(run_worker(messaging, readiness, host="127.0.0.1", port=0), 60)
+    finally:
+        await holder.close()
 
-    assert "PRECONDITION_FAILED" in messaging.liveness.ended["messaging"]
+    assert "RESOURCE_LOCKED" in messaging.liveness.ended["messaging"]
     assert any(
         r.levelname == "CRITICAL" and "background task messaging ended" in r.getMessage()
         for r in caplog.records
