@@ -133,8 +133,13 @@ async def test_a_rating_its_aggregates_and_its_event_are_one_statement(
             try:
                 async with session.begin():
                     outcome = await _rate(session, recipe["id"], 701, 5)
-                    # The recipe row is locked from here to the commit: one round trip.
-                    assert len(statements) == 1
+                    # The writer's hold (servicekit.revocation: a per-user lock, the revoked
+                    # check) touches no recipe; the one statement that rates locks the recipe
+                    # row from there to the commit: one round trip.
+                    touching_recipes = [s for s in statements if "recipes" in s]
+                    assert len(touching_recipes) == 1
+                    assert statements[-1] == touching_recipes[0]
+                    assert "pg_notify" in statements[-1]
             finally:
                 event.remove(sync_engine, "before_cursor_execute", record)
         notified = [n.channel async for n in listener.notifies(timeout=5, stop_after=1)]
