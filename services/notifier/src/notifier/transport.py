@@ -128,7 +128,12 @@ class SmtpTransport:
             cert_bundle=self._cert_bundle,
             timeout=self._timeout,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except BaseException:
+            # A failed STARTTLS (an unverifiable certificate) can leave the socket open.
+            client.close()
+            raise
         if self._login is not None:
             if client.get_transport_info("sslcontext") is None:
                 client.close()
