@@ -112,7 +112,8 @@ def scraper(app: FastAPI) -> Scrape:
 
 
 def broken_recipe_created(recipes_url: str) -> RecipeCreated:
-    """An image reference the recipes API answers 422 for: a transient failure to media."""
+    """An image reference the recipes API answers 405 for (a route that only takes POST): not
+    one of the statuses that mean the original is gone, so a transient failure to media."""
     now = datetime.now(UTC)
     return RecipeCreated(
         recipe_id=990_001,
@@ -123,7 +124,7 @@ def broken_recipe_created(recipes_url: str) -> RecipeCreated:
         updated_at=now,
         image=ImageReference(
             image_version=1,
-            url=f"{recipes_url}/internal/images/not-a-number/1",
+            url=f"{recipes_url}/api/recipes/1/rate/",
             sha256="0" * 64,
             size=10,
             content_type="image/jpeg",
