@@ -155,6 +155,8 @@ class Cluster:
         subprocess.run(
             [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
             env=self._env(n),
+            # Erlang writes its crash dumps (MnesiaCore.*) into the working directory.
+            cwd=self.node_dir(n),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=True,
