@@ -27,6 +27,8 @@ from servicekit.testing import Infrastructure, VhostAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
+import platformctl  # noqa: E402  (the runner's service table, from deploy/local)
+
 RUNNER = ROOT / "deploy" / "local" / "platformctl.py"
 #: Every port the platform uses, before the offset.
 BASE_PORTS = (8001, 8002, 8003, 8080, 9001, 9002, 9003, 9004, 9005)
@@ -103,8 +105,14 @@ def platform_on(
     db_prefix = f"{name}_"
     offset = next(o for o in range(10000, 23000, 211) if ports_free(o))
     var_dir = tmp_path_factory.mktemp("platform") / "var"
+    # Where `migrate` sets the queue policies: a container's management port is mapped anywhere.
+    management = {
+        f"{service.prefix}AMQP_MANAGEMENT_URL": vhost_admin.management_url
+        for service in platformctl.SERVICES
+    }
     env = {
         **os.environ,
+        **management,
         **(settings or {}),
         "PLATFORM_VAR_DIR": str(var_dir),
         "PLATFORM_DB_BASE_URL": _server_url(infrastructure.admin_database_url),

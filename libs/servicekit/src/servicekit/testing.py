@@ -221,6 +221,14 @@ class VhostAdmin:
         self._base = infrastructure.management_url.rstrip("/") + "/api"
         self._amqp_url = infrastructure.amqp_url
 
+    @property
+    def management_url(self) -> str:
+        """The management API with this user's credentials in it, as ``migrate`` is given it
+        (a container's management port is mapped anywhere, never the default of the AMQP host)."""
+        parts = urlsplit(self._base.removesuffix("/api"))
+        netloc = f"{quote(self._auth[0], safe='')}:{quote(self._auth[1], safe='')}@{parts.netloc}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
     def create(self, vhost: str) -> str:
         with httpx.Client(auth=self._auth, timeout=10) as client:
             client.put(f"{self._base}/vhosts/{quote(vhost, safe='')}").raise_for_status()
@@ -305,6 +313,12 @@ def vhost(vhost_admin: VhostAdmin, run_id: str) -> Iterator[Vhost]:
 @pytest.fixture
 def amqp_url(vhost: Vhost) -> str:
     return vhost.url
+
+
+@pytest.fixture
+def management_url(vhost_admin: VhostAdmin) -> str:
+    """The broker's management API, credentials included: ``declare_queues`` sets policies there."""
+    return vhost_admin.management_url
 
 
 def truncate_all(database_url: str) -> None:

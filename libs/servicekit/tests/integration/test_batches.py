@@ -47,9 +47,9 @@ class TransactionRecorder:
         self.transactions[event.recipe_id] = int(transaction or 0)
 
 
-async def fill_queue(amqp_url: str, consumer: Consumer) -> None:
+async def fill_queue(amqp_url: str, management_url: str, consumer: Consumer) -> None:
     """Declare ``consumer``'s queues and put COUNT events in, before it starts."""
-    await declare_queues(amqp_url, [consumer])
+    await declare_queues(amqp_url, [consumer], management_url=management_url)
     publisher = Bus(amqp_url)
     await publisher.connect()
     await publisher.publish_many(
@@ -59,7 +59,11 @@ async def fill_queue(amqp_url: str, consumer: Consumer) -> None:
 
 
 async def queued_consumer(
-    amqp_url: str, session_maker: SessionMaker, queue: str, handler: TransactionRecorder
+    amqp_url: str,
+    management_url: str,
+    session_maker: SessionMaker,
+    queue: str,
+    handler: TransactionRecorder,
 ) -> Consumer:
     """A batching consumer whose queue already holds COUNT events when it starts."""
     consumer = Consumer(
@@ -71,15 +75,15 @@ async def queued_consumer(
         batch_size=COUNT,
     )
     consumer.on(RecipeDeleted, handler)
-    await fill_queue(amqp_url, consumer)
+    await fill_queue(amqp_url, management_url, consumer)
     return consumer
 
 
 async def test_messages_waiting_together_commit_in_one_transaction(
-    session_maker: SessionMaker, amqp_url: str
+    session_maker: SessionMaker, amqp_url: str, management_url: str
 ) -> None:
     recorder = TransactionRecorder()
-    consumer = await queued_consumer(amqp_url, session_maker, "t.batch", recorder)
+    consumer = await queued_consumer(amqp_url, management_url, session_maker, "t.batch", recorder)
     bus = Bus(amqp_url)
     await bus.connect()
     await consumer.start(bus)
@@ -97,11 +101,16 @@ async def test_messages_waiting_together_commit_in_one_transaction(
 
 
 async def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_others_commit(
-    session_maker: SessionMaker, amqp_url: str, caplog: pytest.LogCaptureFixture
+    session_maker: SessionMaker,
+    amqp_url: str,
+    management_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     poison = COUNT // 2
     recorder = TransactionRecorder(failing=poison)
-    consumer = await queued_consumer(amqp_url, session_maker, "t.batch_poison", recorder)
+    consumer = await queued_consumer(
+        amqp_url, management_url, session_maker, "t.batch_poison", recorder
+    )
     bus = Bus(amqp_url)
     await bus.connect()
     caplog.set_level(logging.INFO, logger="servicekit.consumer")
@@ -121,7 +130,7 @@ async def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_others_commi
 
 
 async def test_a_batch_redelivered_after_its_commit_is_a_no_op(
-    session_maker: SessionMaker, amqp_url: str, amqp_proxy: TcpProxy
+    session_maker: SessionMaker, amqp_url: str, management_url: str, amqp_proxy: TcpProxy
 ) -> None:
     """The batch commits, then the connection dies before its acks: the broker redelivers."""
     recorder = TransactionRecorder()
@@ -133,7 +142,9 @@ async def test_a_batch_redelivered_after_its_commit_is_a_no_op(
             cut.set()
             await amqp_proxy.cut()
 
-    consumer = await queued_consumer(amqp_url, session_maker, "t.batch_crash", recorder)
+    consumer = await queued_consumer(
+        amqp_url, management_url, session_maker, "t.batch_crash", recorder
+    )
     consumer.on(RecipeDeleted, cut_before_the_acks)
     duplicates = EVENTS_CONSUMED.labels("t.batch_crash", "recipe.deleted", "duplicate")
     before = duplicates._value.get()
@@ -166,9 +177,11 @@ async def queued_messages(amqp_url: str, queue: str) -> int:
 
 
 async def test_a_committed_batch_is_acked_at_once_and_leaves_nothing_queued(
-    session_maker: SessionMaker, amqp_url: str
+    session_maker: SessionMaker, amqp_url: str, management_url: str
 ) -> None:
-    consumer = await queued_consumer(amqp_url, session_maker, "t.batch_acks", TransactionRecorder())
+    consumer = await queued_consumer(
+        amqp_url, management_url, session_maker, "t.batch_acks", TransactionRecorder()
+    )
     bus = Bus(amqp_url)
     await bus.connect()
     await consumer.start(bus)
@@ -186,7 +199,7 @@ async def test_a_committed_batch_is_acked_at_once_and_leaves_nothing_queued(
 
 
 async def test_a_later_batch_committing_first_never_acks_an_earlier_uncommitted_message(
-    session_maker: SessionMaker, amqp_url: str, amqp_proxy: TcpProxy
+    session_maker: SessionMaker, amqp_url: str, management_url: str, amqp_proxy: TcpProxy
 ) -> None:
     """The first message is held while later batches commit; then its transaction is lost.
 
@@ -215,7 +228,7 @@ async def test_a_later_batch_committing_first_never_acks_an_earlier_uncommitted_
         batch_size=COUNT // 3,
     )
     consumer.on(RecipeDeleted, hold_the_first_until_the_others_commit)
-    await fill_queue(amqp_url, consumer)
+    await fill_queue(amqp_url, management_url, consumer)
     bus = Bus(amqp_proxy.url_for(amqp_url))
     await bus.connect()
     await consumer.start(bus)

@@ -295,12 +295,12 @@ async def test_two_relays_publish_each_event_exactly_once(
 
 
 async def test_queues_declared_ahead_keep_events_published_before_the_worker_starts(
-    session_maker: SessionMaker, amqp_url: str
+    session_maker: SessionMaker, amqp_url: str, management_url: str
 ) -> None:
     """What ``migrate`` does: a consumer's queue exists before anyone publishes."""
     consumer = Consumer(queue="t.early", producer="t", session_maker=session_maker)
     consumer.on(RecipeDeleted, record_effect)
-    await declare_queues(amqp_url, [consumer])
+    await declare_queues(amqp_url, [consumer], management_url=management_url)
     publisher = Bus(amqp_url)
     await publisher.connect()
     await publisher.publish_many([(make_envelope(deleted(11), producer="test"), {})])

@@ -76,10 +76,14 @@ async def take_all(channel: AbstractChannel, queue: str) -> dict[str, aio_pika.I
 
 
 async def test_retry_delays_and_delivery_limit_change_between_deploys_without_loss(
-    session_maker: SessionMaker, amqp_url: str, vhost: Vhost, vhost_admin: VhostAdmin
+    session_maker: SessionMaker,
+    amqp_url: str,
+    management_url: str,
+    vhost: Vhost,
+    vhost_admin: VhostAdmin,
 ) -> None:
     first = RetryPolicy(delays=(HOUR, 2 * HOUR), delivery_limit=10)
-    await declare_queues(amqp_url, [consumer(session_maker, first)])
+    await declare_queues(amqp_url, [consumer(session_maker, first)], management_url=management_url)
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
         events = await publish_events(channel, 3, first=1)
@@ -89,7 +93,9 @@ async def test_retry_delays_and_delivery_limit_change_between_deploys_without_lo
         # The next deploy: other delays, fewer steps, another limit. Both the migration and a
         # worker's own declaration accept it; before, both failed with PRECONDITION_FAILED.
         second = RetryPolicy(delays=(0.5,), delivery_limit=1)
-        await declare_queues(amqp_url, [consumer(session_maker, second)])
+        await declare_queues(
+            amqp_url, [consumer(session_maker, second)], management_url=management_url
+        )
         await declare_topology(connection, EXCHANGE_NAME, QUEUE, ["recipe.deleted"], second)
         assert_queue_topology(vhost_admin, vhost, QUEUE, second)
 
@@ -115,7 +121,9 @@ async def test_retry_delays_and_delivery_limit_change_between_deploys_without_lo
         await eventually(dead_lettered)
 
         # And back to a higher limit: raising it is a change like any other.
-        await declare_queues(amqp_url, [consumer(session_maker, first)])
+        await declare_queues(
+            amqp_url, [consumer(session_maker, first)], management_url=management_url
+        )
         assert_queue_topology(vhost_admin, vhost, QUEUE, first)
 
 
@@ -149,7 +157,11 @@ async def declare_previous_version(channel: AbstractChannel, delays: tuple[float
 
 
 async def test_migrate_rebuilds_the_classic_queues_of_the_previous_version_keeping_messages(
-    session_maker: SessionMaker, amqp_url: str, vhost: Vhost, vhost_admin: VhostAdmin
+    session_maker: SessionMaker,
+    amqp_url: str,
+    management_url: str,
+    vhost: Vhost,
+    vhost_admin: VhostAdmin,
 ) -> None:
     policy = RetryPolicy(delays=(0.5, HOUR), delivery_limit=5)
     async with await aio_pika.connect(amqp_url) as connection:
@@ -164,8 +176,12 @@ async def test_migrate_rebuilds_the_classic_queues_of_the_previous_version_keepi
         # A worker of the new version starting before migrate: it uses the old queues.
         await declare_topology(connection, EXCHANGE_NAME, QUEUE, ["recipe.deleted"], policy)
 
-        await declare_queues(amqp_url, [consumer(session_maker, policy)])
-        await declare_queues(amqp_url, [consumer(session_maker, policy)])  # idempotent
+        await declare_queues(
+            amqp_url, [consumer(session_maker, policy)], management_url=management_url
+        )
+        await declare_queues(
+            amqp_url, [consumer(session_maker, policy)], management_url=management_url
+        )  # idempotent
 
         queues = {q["name"]: q for q in vhost_admin.queues(vhost.name)}
         assert not [name for name in queues if name.endswith(HOLDING_SUFFIX)]
