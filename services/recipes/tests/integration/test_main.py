@@ -23,6 +23,8 @@ async def test_migrate_declares_the_worker_queue_with_its_bindings_and_retries(
     settings: Settings, amqp_url: str, vhost: Vhost, vhost_admin: VhostAdmin
 ) -> None:
     settings = settings.model_copy(update={"amqp_url": amqp_url})
+    # The management API, where migrate sets the queue policies (a container maps it anywhere).
+    settings = settings.model_copy(update={"amqp_management_url": vhost_admin.management_url})
     await asyncio.to_thread(migrate, settings)
 
     assert_queue_topology(vhost_admin, vhost, QUEUE_NAME, settings.retry_policy)
