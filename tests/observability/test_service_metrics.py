@@ -48,7 +48,7 @@ from servicekit.bus import dead_letter_queue_name, envelope_message
 from servicekit.db import libpq_url
 from servicekit.health import Readiness, health_app
 from servicekit.migrations import upgrade_database
-from servicekit.testing import Vhost
+from servicekit.testing import Vhost, VhostAdmin
 
 pytestmark = pytest.mark.integration
 #: ``recipe_flow`` and the fixtures it needs (not a conftest.py: see that module).
@@ -229,7 +229,7 @@ async def test_recipes_and_media_metrics_move_with_a_recipe(recipe_flow: RecipeF
 
 @pytest.fixture
 def notifier_worker(
-    make_database: Callable[[str], str], vhost: Vhost, tmp_path: Path
+    make_database: Callable[[str], str], vhost: Vhost, vhost_admin: VhostAdmin, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
     """``notifier migrate`` then ``notifier worker`` as processes; yields (health URL, DB URL).
 
@@ -242,6 +242,8 @@ def notifier_worker(
         **os.environ,
         "NOTIFIER_DATABASE_URL": url,
         "NOTIFIER_AMQP_URL": vhost.url,
+        # Where migrate sets the queue policies (a container maps the management port anywhere).
+        "NOTIFIER_AMQP_MANAGEMENT_URL": vhost_admin.management_url,
         "NOTIFIER_HEALTH_PORT": str(port),
         "NOTIFIER_DATA_DIR": str(tmp_path / "notifier"),
         "NOTIFIER_DISPATCH_INTERVAL": "0.1",
