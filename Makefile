@@ -110,13 +110,13 @@ images: ## build the five service images (starts a Docker engine if none runs)
 # The container checks alone: the images built, each started alone (migrate, /healthz, /readyz),
 # and the compose stack in production mode with the recipe story through its gateway.
 test-containers: setup ## the container checks alone: images, each started alone, the compose stack
-	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || $(CURDIR)/scripts/ensure-docker stop' EXIT; \
 	eval "$$(scripts/ensure-docker)" || exit 1; \
 	scripts/build-images && cd tests && uv run pytest -q containers
 
 # A fresh Debian bookworm container with nothing but this checkout runs the README's two
 # commands (scripts/fresh-box says which parts of `make test` run there).
 test-fresh-box: ## a clean Debian bookworm container runs the README's two commands
-	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || scripts/ensure-docker stop' EXIT; \
+	@PLATFORM_DOCKER_STARTED=0; trap '[ "$$PLATFORM_DOCKER_STARTED" = 0 ] || $(CURDIR)/scripts/ensure-docker stop' EXIT; \
 	eval "$$(scripts/ensure-docker)" || exit 1; \
 	scripts/fresh-box
