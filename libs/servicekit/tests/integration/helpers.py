@@ -3,9 +3,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import aio_pika
 from sqlalchemy import func, select, text
 
-from contracts import RecipeDeleted
+from contracts import EXCHANGE_NAME, RecipeDeleted
 from servicekit.consumer import EventContext
 from servicekit.db import SessionMaker
 from servicekit.tables import OutboxMessage
@@ -44,3 +45,24 @@ async def eventually(
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within}s")
+
+
+async def collecting_queue(
+    amqp_url: str, binding_key: str = "#"
+) -> tuple[aio_pika.abc.AbstractConnection, list[str]]:
+    """A plain queue bound to the events ``binding_key`` matches, recording message ids."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue("test.collector", durable=True)
+    await queue.bind(exchange, binding_key)
+    received: list[str] = []
+
+    async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        received.append(str(message.message_id))
+        await message.ack()
+
+    await queue.consume(collect)
+    return connection, received

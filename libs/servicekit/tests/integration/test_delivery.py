@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import EXCHANGE_NAME, RecipeDeleted, make_envelope
+from contracts import RecipeDeleted, make_envelope
 from servicekit import dead_letters
 from servicekit.bus import Bus, RetryPolicy
 from servicekit.consumer import Consumer, EventContext
@@ -21,30 +21,11 @@ from servicekit.outbox import OutboxRelay, add_event
 from servicekit.runtime import Messaging, declare_queues
 from servicekit.testing import TcpProxy, Vhost, VhostAdmin
 
-from .helpers import deleted, effects, eventually, outbox_size, record_effect
+from .helpers import collecting_queue, deleted, effects, eventually, outbox_size, record_effect
 
 pytestmark = pytest.mark.integration
 
 FAST = RetryPolicy(delays=(0.05, 0.1))
-
-
-async def collecting_queue(amqp_url: str) -> tuple[aio_pika.abc.AbstractConnection, list[str]]:
-    """A plain queue bound to every event, recording message ids."""
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(
-        EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue("test.collector", durable=True)
-    await queue.bind(exchange, "#")
-    received: list[str] = []
-
-    async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        received.append(str(message.message_id))
-        await message.ack()
-
-    await queue.consume(collect)
-    return connection, received
 
 
 async def test_event_committed_while_broker_unreachable_arrives_later(

@@ -17,32 +17,12 @@ from servicekit.db import SessionMaker
 from servicekit.outbox import OutboxPublishFailed, OutboxRelay, add_event
 from servicekit.tables import OutboxMessage, QuarantinedEvent
 
-from .helpers import deleted, eventually, outbox_size
+from .helpers import collecting_queue, deleted, eventually, outbox_size
 
 pytestmark = pytest.mark.integration
 
 #: AMQP header tables hold integers of at most 64 bits: this one can never be encoded.
 UNENCODABLE_HEADERS = {"x-count": 2**70}
-
-
-async def collecting_queue(
-    amqp_url: str,
-) -> tuple[aio_pika.abc.AbstractConnection, list[str]]:
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(
-        EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue("test.collector", durable=True)
-    await queue.bind(exchange, "recipe.#")
-    received: list[str] = []
-
-    async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        received.append(str(message.message_id))
-        await message.ack()
-
-    await queue.consume(collect)
-    return connection, received
 
 
 async def add_events(session_maker: SessionMaker, count: int, first: int = 0) -> list[str]:
@@ -71,7 +51,7 @@ async def quarantined(session_maker: SessionMaker) -> dict[str, str]:
 async def test_unencodable_and_oversized_rows_are_quarantined_and_the_rest_published_once(
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
-    connection, received = await collecting_queue(amqp_url)
+    connection, received = await collecting_queue(amqp_url, "recipe.#")
     ids = await add_events(session_maker, 10)
     await spoil(session_maker, ids[2], headers=UNENCODABLE_HEADERS)
     await spoil(session_maker, ids[5], envelope={"not": "an envelope"})
@@ -109,7 +89,7 @@ async def test_a_client_request_id_too_long_for_amqp_still_publishes(
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
     """The row of issue 15: 200 x 'é' as correlation id (400 bytes in UTF-8, AMQP allows 255)."""
-    connection, received = await collecting_queue(amqp_url)
+    connection, received = await collecting_queue(amqp_url, "recipe.#")
     ids = await add_events(session_maker, 3)
     async with session_maker() as session:
         row = await session.get(OutboxMessage, uuid.UUID(ids[1]))
@@ -133,7 +113,7 @@ async def test_a_broker_refusal_keeps_the_row_then_quarantines_it_and_confirmed_
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
     """A queue that refuses every message (``reject-publish`` at length 0) nacks one event type."""
-    connection, received = await collecting_queue(amqp_url)
+    connection, received = await collecting_queue(amqp_url, "recipe.#")
     channel = await connection.channel()
     exchange = await channel.declare_exchange(
         EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
@@ -182,7 +162,7 @@ async def test_the_cli_lists_shows_and_releases_quarantined_rows(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    connection, received = await collecting_queue(amqp_url)
+    connection, received = await collecting_queue(amqp_url, "recipe.#")
     ids = await add_events(session_maker, 2)
     good_headers: dict[str, int] = {}
     await spoil(session_maker, ids[0], headers=UNENCODABLE_HEADERS)
