@@ -22,7 +22,8 @@ environment wins). The end-to-end test uses them to run a platform of its own be
     PLATFORM_PORT_OFFSET   added to every port: APIs 8001-8003, worker health 9001-9005
     GATEWAY_PORT           gateway port (default 8080 + offset)
     PLATFORM_SERVICES      comma-separated subset of services to run (default: all five)
-    PLATFORM_START_TIMEOUT seconds to wait for readiness (default 60)
+    PLATFORM_START_TIMEOUT seconds to wait for readiness (default 180: a busy 2-core machine
+                           took over 60 s to start every API process of `make up`)
     PLATFORM_SKIP_INFRA    1: do not run scripts/ensure-infra (the caller made sure)
     PLATFORM_BIN_DIR       where the services' commands are (default: this Python's environment)
 
@@ -117,7 +118,7 @@ class Platform:
             port_offset=offset,
             gateway_port=int(env.get("GATEWAY_PORT", GATEWAY_BASE_PORT + offset)),
             services=tuple(s for s in SERVICES if not wanted or s.name in wanted),
-            start_timeout=float(env.get("PLATFORM_START_TIMEOUT", "60")),
+            start_timeout=float(env.get("PLATFORM_START_TIMEOUT", "180")),
             skip_infra=env.get("PLATFORM_SKIP_INFRA", "") not in ("", "0"),
             bin_dir=Path(env.get("PLATFORM_BIN_DIR", Path(sys.executable).parent)),
             environ=env,
