@@ -30,7 +30,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -62,13 +62,35 @@ E = TypeVar("E", bound=Event)
 UNDECODABLE = (ValidationError, UnknownEventError, KeyError)
 
 
+R = TypeVar("R")
+
+
+class Resources:
+    """What a worker opened for its handlers (settings, an image pipeline...), found by type."""
+
+    def __init__(self, objects: Sequence[object] = ()) -> None:
+        self._objects = tuple(objects)
+
+    def get(self, kind: type[R]) -> R:
+        for candidate in self._objects:
+            if isinstance(candidate, kind):
+                return candidate
+        raise LookupError(f"the worker opened no {kind.__name__}")
+
+
 @dataclass
 class EventContext:
-    """What a handler gets besides the typed event: the transaction and the envelope."""
+    """What a handler gets besides the typed event: the transaction, the envelope, and the
+    worker's resources."""
 
     session: AsyncSession
     envelope: Envelope
     producer: str
+    resources: Resources = field(default_factory=Resources)
+
+    def resource(self, kind: type[R]) -> R:
+        """The worker's ``kind`` object (``servicekit.service``: the spec's resources)."""
+        return self.resources.get(kind)
 
     async def publish(self, event: Event, **kwargs: Any) -> Envelope:
         """Announce a follow-up event through the outbox, in this handler's transaction."""
@@ -107,11 +129,13 @@ class Consumer:
         retry_policy: RetryPolicy | None = None,
         prefetch: int = 32,
         batch_size: int = 1,
+        resources: Resources | None = None,
     ) -> None:
         if prefetch < 1 or batch_size < 1:
             raise ValueError("prefetch and batch_size must be at least 1")
         self.queue = queue
         self._producer = producer
+        self._resources = resources or Resources()
         self._session_maker = session_maker
         self.retry_policy = retry_policy or RetryPolicy()
         self._prefetch = prefetch
@@ -316,7 +340,7 @@ class Consumer:
                     outcomes.append("duplicate")
                     continue
                 unseen.discard(event_id)
-                context = EventContext(session, delivery.envelope, self._producer)
+                context = EventContext(session, delivery.envelope, self._producer, self._resources)
                 started = time.perf_counter()
                 with self._message_scope(delivery.message) if span_each else nullcontext():
                     await delivery.handler(context, delivery.event)

@@ -21,6 +21,7 @@ from typing import Any
 import aio_pika
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EXCHANGE_NAME
 from servicekit.bus import Bus
@@ -198,22 +199,24 @@ async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, p
 
 
 def api_lifespan(
-    settings: ServiceSettings, *, relay_outbox: bool = True
+    settings: ServiceSettings, *, relay_outbox: bool = True, engine: AsyncEngine | None = None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """An API's lifespan: engine and sessions on ``app.state``, its outbox relayed, readiness.
 
-    Tests pass ``relay_outbox=False`` to inspect the outbox themselves.
+    Tests pass ``relay_outbox=False`` to inspect the outbox themselves. An app that needs its
+    engine before start-up (auth's tests reach ``app.state`` without running the lifespan)
+    passes it; the lifespan disposes of it at the end either way.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
+        running = engine or create_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
             idle_timeout=settings.database_idle_timeout,
         )
-        app.state.engine = engine
-        app.state.session_maker = session_maker = create_session_maker(engine)
+        app.state.engine = running
+        app.state.session_maker = session_maker = create_session_maker(running)
         messaging = None
         if relay_outbox:
             messaging = Messaging(
@@ -225,13 +228,13 @@ def api_lifespan(
             await messaging.start()
         # Not the broker: while it is away, writes wait in the outbox (module docstring).
         app.state.readiness = Readiness(
-            engine=engine, liveness=messaging.liveness if messaging is not None else None
+            engine=running, liveness=messaging.liveness if messaging is not None else None
         )
         try:
             yield
         finally:
             if messaging is not None:
                 await messaging.stop()
-            await engine.dispose()
+            await running.dispose()
 
     return lifespan

@@ -1,10 +1,8 @@
-"""The auth service's app factory and its command line: ``auth api|worker|migrate|replay-users``."""
+"""The auth service: its API and its declaration (``auth api|worker|migrate|replay-users``)."""
 
 import argparse
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,9 @@ from auth.settings import SERVICE_NAME, Settings
 from auth.signin import TokenIssuer, prune_expired
 from auth.throttle import SignInThrottle
 from servicekit.db import SessionMaker, create_engine, create_session_maker
-from servicekit.health import Readiness
 from servicekit.http import HTTP_TELEMETRY, install_http_basics
-from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, configure_observability, run_worker
-from servicekit.serving import serve_api
+from servicekit.runtime import api_lifespan
+from servicekit.service import Command, ServiceSpec, Task, WorkerContext
 from servicekit.tokens import TokenVerifier
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
@@ -52,27 +48,9 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
     )
     session_maker = create_session_maker(engine)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        messaging = Messaging(
-            amqp_url=settings.amqp_url,
-            database_url=settings.database_url,
-            session_maker=session_maker,
-            relay=True,
-            poll_interval=settings.outbox_poll_interval,
-        )
-        # Not the broker: while it is away, writes wait in the outbox (servicekit.health).
-        app.state.readiness = Readiness(engine=engine, liveness=messaging.liveness)
-        await messaging.start()
-        try:
-            yield
-        finally:
-            await messaging.stop()
-            await engine.dispose()
-
     app = FastAPI(
         title="Auth service",
-        lifespan=lifespan,
+        lifespan=api_lifespan(settings, engine=engine),
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
@@ -119,31 +97,8 @@ async def prune_forever(session_maker: SessionMaker, *, interval: float) -> None
         await asyncio.sleep(interval)
 
 
-async def _worker(settings: Settings) -> None:
-    """Relay the outbox (beside the API's relays) and prune expired rows."""
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        idle_timeout=settings.database_idle_timeout,
-    )
-    session_maker = create_session_maker(engine)
-    messaging = Messaging(
-        amqp_url=settings.amqp_url,
-        database_url=settings.database_url,
-        session_maker=session_maker,
-        relay=True,
-        poll_interval=settings.outbox_poll_interval,
-    )
-    messaging.spawn(prune_forever(session_maker, interval=PRUNE_INTERVAL), name="prune")
-    try:
-        await run_worker(
-            messaging,
-            Readiness(engine=engine, bus=messaging.bus),
-            host=settings.health_host,
-            port=settings.health_port,
-        )
-    finally:
-        await engine.dispose()
+async def prune_task(worker: WorkerContext[Settings]) -> None:
+    await prune_forever(worker.session_maker, interval=PRUNE_INTERVAL)
 
 
 async def _replay(settings: Settings) -> int:
@@ -154,43 +109,30 @@ async def _replay(settings: Settings) -> int:
         await engine.dispose()
 
 
-def api_app() -> FastAPI:
-    """The API as ``auth api`` serves it, built in each of its processes."""
-    settings = Settings()
-    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
-    return create_app(settings)
+def replay_users_command(settings: Settings, args: argparse.Namespace) -> int:
+    count = asyncio.run(_replay(settings))
+    print(f"queued {count} user.updated events")
+    return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="auth", description=__doc__)
-    parser.add_argument(
-        "command",
-        choices=["api", "worker", "migrate", "replay-users"],
-        help="api: serve HTTP; worker: relay the outbox; migrate: create/upgrade the database; "
-        "replay-users: republish every user as user.updated",
-    )
-    args = parser.parse_args(argv)
-    settings = Settings()
-    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
-    if args.command == "api":
-        # Made (in development) before the processes start, so that they all load one key.
-        load_key_ring(settings)
-        serve_api(
-            "auth.main:api_app",
-            host=settings.api_host,
-            port=settings.api_port,
-            processes=settings.api_processes,
-            log_level=settings.log_level,
-        )
-    elif args.command == "worker":
-        asyncio.run(_worker(settings))
-    elif args.command == "migrate":
-        ensure_database(settings.database_url)
-        upgrade_database(SERVICE_DIR, settings.database_url)
-    else:
-        count = asyncio.run(_replay(settings))
-        print(f"queued {count} user.updated events")
+def make_signing_key(settings: Settings) -> None:
+    """Made (in development) before the API processes start, so that they all load one key."""
+    load_key_ring(settings)
 
+
+service = ServiceSpec(
+    name=SERVICE_NAME,
+    settings=Settings,
+    service_dir=SERVICE_DIR,
+    create_app=create_app,
+    before_api=make_signing_key,
+    # The worker relays the outbox beside the API's relays and prunes expired rows.
+    tasks=[Task("prune", prune_task)],
+    commands={
+        "replay-users": Command("republish every user as user.updated", replay_users_command)
+    },
+)
+main = service.main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,23 +1,19 @@
-"""The media worker's processes: ``media worker`` and ``media migrate``."""
+"""The media service: its image pipeline and its declaration (``media worker|migrate``)."""
 
-import argparse
-import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 
-from media.db import SessionMaker, create_engine, create_session_maker
+from media.db import SessionMaker
 from media.fetch import OriginalFetcher
-from media.handlers import register_handlers
+from media.handlers import HANDLERS
 from media.renderer import Renderer
 from media.service import ImagePipeline
-from media.settings import QUEUE_NAME, SERVICE_NAME, Settings
+from media.settings import SERVICE_NAME, Settings
 from media.storage import CloudinaryStorage, LocalStorage, Storage
-from servicekit.consumer import Consumer
-from servicekit.health import Readiness
-from servicekit.migrations import ensure_database, upgrade_database
-from servicekit.runtime import Messaging, configure_observability, declare_queues, run_worker
+from servicekit.service import ServiceSpec
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 
@@ -67,85 +63,28 @@ def build_pipeline(
     )
 
 
-def build_consumer(
-    settings: Settings, session_maker: SessionMaker, pipeline: ImagePipeline
-) -> Consumer:
-    consumer = Consumer(
-        queue=QUEUE_NAME,
-        producer=SERVICE_NAME,
-        session_maker=session_maker,
-        retry_policy=settings.retry_policy,
-        prefetch=settings.prefetch,
-        batch_size=settings.consumer_batch_size,
-    )
-    register_handlers(consumer, pipeline)
-    return consumer
-
-
-async def run(settings: Settings) -> None:
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        idle_timeout=settings.database_idle_timeout,
-    )
-    session_maker = create_session_maker(engine)
+@asynccontextmanager
+async def open_pipeline(
+    settings: Settings, session_maker: SessionMaker
+) -> AsyncIterator[Sequence[object]]:
+    """The worker's resources: the pipeline, its render processes started."""
     pipeline = build_pipeline(settings, session_maker)
-    consumer = build_consumer(settings, session_maker, pipeline)
-    messaging = Messaging(
-        amqp_url=settings.amqp_url,
-        database_url=settings.database_url,
-        session_maker=session_maker,
-        consumers=[consumer],
-        poll_interval=settings.outbox_poll_interval,
-        inbox_retention=settings.inbox_retention,
-    )
-    readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:
         await pipeline.renderer.start()
-        await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
-    finally:
-        pipeline.renderer.close()
-        await pipeline.fetcher.aclose()
-        await engine.dispose()
-
-
-async def declare_worker_queue(settings: Settings) -> None:
-    """Declare ``media.events`` with the consumer the worker builds (bindings, retries, DLQ)."""
-    # Declaring needs no database: this engine is never connected.
-    session_maker = create_session_maker(create_engine(settings.database_url))
-    pipeline = build_pipeline(settings, session_maker)
-    try:
-        consumer = build_consumer(settings, session_maker, pipeline)
-        await declare_queues(
-            settings.amqp_url, [consumer], management_url=settings.amqp_management_url
-        )
+        yield [pipeline]
     finally:
         pipeline.renderer.close()
         await pipeline.fetcher.aclose()
 
 
-def migrate(settings: Settings) -> None:
-    """Create and upgrade the database, then declare the worker's queue and its bindings.
-
-    Not left to the worker alone: the exchange drops an event no queue is bound for yet, so a
-    ``recipe.created`` published before the worker's first start would never get its images.
-    """
-    ensure_database(settings.database_url)
-    upgrade_database(SERVICE_DIR, settings.database_url)
-    asyncio.run(declare_worker_queue(settings))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="media", description=__doc__)
-    parser.add_argument("command", choices=["worker", "migrate"])
-    args = parser.parse_args(argv)
-    settings = Settings()
-    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
-    if args.command == "migrate":
-        migrate(settings)
-    else:
-        asyncio.run(run(settings))
-
+service = ServiceSpec(
+    name=SERVICE_NAME,
+    settings=Settings,
+    service_dir=SERVICE_DIR,
+    handlers=HANDLERS,
+    resources=open_pipeline,
+)
+main = service.main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -23,7 +23,7 @@ from contracts import (
     make_envelope,
 )
 from media.db import SessionMaker
-from media.main import build_consumer, build_pipeline
+from media.main import build_pipeline, service
 from media.models import ImageJob
 from media.service import ImagePipeline
 from media.settings import Settings
@@ -87,7 +87,7 @@ class MediaWorker:
         self.pipeline = build_pipeline(
             self.settings, self.session_maker, transport=self.originals.transport
         )
-        consumer = build_consumer(self.settings, self.session_maker, self.pipeline)
+        consumer = service.consumer(self.settings, self.session_maker, [self.pipeline])
         self._messaging = Messaging(
             amqp_url=self.settings.amqp_url,
             database_url=self.settings.database_url,

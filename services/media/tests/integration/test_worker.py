@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 
 from contracts import RecipeDeleted, RecipeImageFailed, RecipeImageReady, RecipeUpdated
 from media.fetch import UNAVAILABLE
+from media.main import service
 from media.models import JobStatus
-from media.settings import QUEUE_NAME
 from servicekit import dead_letters
 from servicekit.metrics import EVENTS_CONSUMED
 
@@ -77,7 +77,7 @@ async def test_same_image_event_twice_uploads_once_and_publishes_once(
     start_worker: StartWorker, cloudinary_standin: CloudinaryStandIn
 ) -> None:
     worker = await start_worker(**cloudinary_settings(cloudinary_standin))
-    redelivered = EVENTS_CONSUMED.labels(QUEUE_NAME, "recipe.created", "duplicate")
+    redelivered = EVENTS_CONSUMED.labels(service.queue, "recipe.created", "duplicate")
     inbox_duplicates_before = redelivered._value.get()
     job_duplicates_before = jobs_total("duplicate")
     event = recipe_created(42, worker.originals.add(42, 1, encode(noisy((500, 400)), "PNG")))
@@ -183,7 +183,7 @@ async def test_unavailable_recipes_service_retries_then_dead_letters(
     await worker.send(recipe_created(45, reference))
 
     async def parked() -> bool:
-        return await dead_letters.count(amqp_url, QUEUE_NAME) == 1
+        return await dead_letters.count(amqp_url, service.queue) == 1
 
     await eventually(parked)
     job = await worker.job(45, 1)
@@ -225,7 +225,7 @@ async def test_without_the_credential_an_expired_link_fails_the_image(
 
 async def test_event_without_image_is_ignored(start_worker: StartWorker) -> None:
     worker = await start_worker()
-    handled = EVENTS_CONSUMED.labels(QUEUE_NAME, "recipe.created", "handled")
+    handled = EVENTS_CONSUMED.labels(service.queue, "recipe.created", "handled")
     before = handled._value.get()
     await worker.send(recipe_created(46, None))
 

@@ -1,6 +1,7 @@
 """Event consumers of ``notifier.events``: thin, each decodes and calls one use case."""
 
 from contracts import (
+    Event,
     RatingAdded,
     RecipeCreated,
     RecipeDeleted,
@@ -11,10 +12,8 @@ from contracts import (
 )
 from notifier import copies
 from notifier.planning import scan_for_digests
-from notifier.settings import DIGEST_SCAN_JOB, QUEUE_NAME, SERVICE_NAME, Settings
-from servicekit.bus import RetryPolicy
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
+from notifier.settings import DIGEST_SCAN_JOB, Settings
+from servicekit.consumer import EventContext, Handler
 from servicekit.revocation import record_user_state
 
 
@@ -50,34 +49,21 @@ async def on_rating_added(ctx: EventContext, event: RatingAdded) -> None:
     await copies.apply_rating(ctx.session, event)
 
 
-class TickHandler:
+async def on_schedule_tick(ctx: EventContext, event: ScheduleTick) -> None:
     """Plans digests on our own scan ticks; other services' ticks share the routing key."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    async def __call__(self, ctx: EventContext, event: ScheduleTick) -> None:
-        if event.job != DIGEST_SCAN_JOB:
-            return
-        await scan_for_digests(ctx.session, scan_slot=event.slot, settings=self._settings)
+    if event.job != DIGEST_SCAN_JOB:
+        return
+    settings = ctx.resource(Settings)
+    await scan_for_digests(ctx.session, scan_slot=event.slot, settings=settings)
 
 
-def build_consumer(
-    session_maker: SessionMaker, settings: Settings, *, retry_policy: RetryPolicy | None = None
-) -> Consumer:
-    consumer = Consumer(
-        queue=QUEUE_NAME,
-        producer=SERVICE_NAME,
-        session_maker=session_maker,
-        retry_policy=retry_policy or settings.retry_policy,
-        prefetch=settings.prefetch,
-        batch_size=settings.consumer_batch_size,
-    )
-    consumer.on(UserRegistered, on_user_registered)
-    consumer.on(UserUpdated, on_user_updated)
-    consumer.on(UserDeleted, on_user_deleted)
-    consumer.on(RecipeCreated, on_recipe_created)
-    consumer.on(RecipeDeleted, on_recipe_deleted)
-    consumer.on(RatingAdded, on_rating_added)
-    consumer.on(ScheduleTick, TickHandler(settings))
-    return consumer
+#: What ``notifier.events`` consumes: the service's spec (``notifier.main``) declares it.
+HANDLERS: dict[type[Event], Handler] = {
+    UserRegistered: on_user_registered,
+    UserUpdated: on_user_updated,
+    UserDeleted: on_user_deleted,
+    RecipeCreated: on_recipe_created,
+    RecipeDeleted: on_recipe_deleted,
+    RatingAdded: on_rating_added,
+    ScheduleTick: on_schedule_tick,
+}

@@ -1,28 +1,29 @@
-"""App factory, lifespan and the ``notifier`` command (``api``, ``worker``, ``migrate``,
-``send-digest``).
+"""The notifier service: its API, mail resources and declaration (``notifier api|worker|migrate|
+send-digest``).
 
-What only the API, the worker or ``migrate`` use (the routes, the bus, alembic) is imported
-inside them: ``send-digest`` is a short command whose run time includes its start-up.
+What only the API uses (the routes) is imported inside ``create_app``: ``send-digest`` is a short
+command whose run time includes its start-up.
 """
 
 import argparse
 import asyncio
 import logging
-import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from notifier.dispatch import Dispatcher
+from notifier.handlers import HANDLERS
 from notifier.mail import MailComposer
 from notifier.planning import plan_digests
 from notifier.settings import DIGEST_SCAN_JOB, SERVICE_NAME, Settings
 from notifier.transport import FileTransport, SmtpTransport, Transport
 from notifier.unsubscribe import UnsubscribeTokens
 from servicekit.db import SessionMaker, create_engine, create_session_maker
-from servicekit.runtime import configure_observability
+from servicekit.service import Command, Schedule, ServiceSpec, Task, WorkerContext
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -97,63 +98,18 @@ def build_dispatcher(
     return Dispatcher(session_maker, transport, composer, settings)
 
 
-async def run_worker_process(settings: Settings) -> None:
-    from notifier.handlers import build_consumer
-    from servicekit.health import Readiness
-    from servicekit.runtime import Messaging, run_worker
-    from servicekit.ticks import TickEmitter
-
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        idle_timeout=settings.database_idle_timeout,
-    )
-    session_maker = create_session_maker(engine)
-    consumer = build_consumer(session_maker, settings)
-    emitter = TickEmitter(
-        session_maker,
-        job=DIGEST_SCAN_JOB,
-        cron=settings.scan_cron,
-        producer=SERVICE_NAME,
-        grace=settings.catch_up_grace,
-    )
-    messaging = Messaging(
-        amqp_url=settings.amqp_url,
-        database_url=settings.database_url,
-        session_maker=session_maker,
-        consumers=[consumer],
-        emitters=[emitter],
-        poll_interval=settings.outbox_poll_interval,
-        inbox_retention=settings.inbox_retention,
-    )
+@asynccontextmanager
+async def open_mail(settings: Settings, session_maker: SessionMaker) -> AsyncIterator[list[object]]:
+    """The worker's resources: the mail transport and the dispatcher that sends through it."""
     transport = build_transport(settings)
-    dispatcher = build_dispatcher(session_maker, settings, transport)
-    messaging.spawn(dispatcher.run(), name="mail-dispatch")
-    readiness = Readiness(engine=engine, bus=messaging.bus, consumers=[consumer])
     try:
-        await run_worker(messaging, readiness, host=settings.health_host, port=settings.health_port)
+        yield [transport, build_dispatcher(session_maker, settings, transport)]
     finally:
         await transport.close()
-        await engine.dispose()
 
 
-def migrate(settings: Settings) -> None:
-    """Create and upgrade the database, then declare the worker's queue and its bindings.
-
-    Not left to the worker alone: the exchange drops an event no queue is bound for yet, so a
-    ``user.registered`` published before the worker's first start would get no welcome mail.
-    """
-    from notifier.handlers import build_consumer
-    from servicekit.migrations import ensure_database, upgrade_database
-    from servicekit.runtime import declare_queues
-
-    ensure_database(settings.database_url)
-    upgrade_database(SERVICE_DIR, settings.database_url)
-    # Declaring needs no database: this engine is never connected.
-    consumer = build_consumer(create_session_maker(create_engine(settings.database_url)), settings)
-    asyncio.run(
-        declare_queues(settings.amqp_url, [consumer], management_url=settings.amqp_management_url)
-    )
+async def dispatch_mail(worker: WorkerContext[Settings]) -> None:
+    await worker.resources.get(Dispatcher).run()
 
 
 async def send_digest(settings: Settings, digest_date: date | None = None) -> tuple[int, int]:
@@ -183,47 +139,36 @@ async def send_digest(settings: Settings, digest_date: date | None = None) -> tu
         await engine.dispose()
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="notifier", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("api", help="serve the notifications API")
-    commands.add_parser("worker", help="consume events, plan and send mail, serve health")
-    commands.add_parser("migrate", help="create the database if missing and migrate it")
-    digest = commands.add_parser("send-digest", help="send a digest now (once per user and date)")
-    digest.add_argument("--date", type=date.fromisoformat, help="digest date, YYYY-MM-DD")
-    return root
+def add_digest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--date", type=date.fromisoformat, help="digest date, YYYY-MM-DD")
 
 
-def api_app() -> "FastAPI":
-    """The API as ``notifier api`` serves it, built in each of its processes."""
-    settings = Settings()
-    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
-    return create_app(settings)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    settings = Settings()
-    configure_observability(SERVICE_NAME, log_level=settings.log_level, json_logs=settings.log_json)
-    if args.command == "api":
-        from servicekit.serving import serve_api
-
-        serve_api(
-            "notifier.main:api_app",
-            host=settings.api_host,
-            port=settings.api_port,
-            processes=settings.api_processes,
-            log_level=settings.log_level,
-        )
-    elif args.command == "worker":
-        asyncio.run(run_worker_process(settings))
-    elif args.command == "migrate":
-        migrate(settings)
-    else:
-        planned, settled = asyncio.run(send_digest(settings, args.date))
-        print(f"planned {planned} digests, settled {settled} pending mails")
+def send_digest_command(settings: Settings, args: argparse.Namespace) -> int:
+    planned, settled = asyncio.run(send_digest(settings, args.date))
+    print(f"planned {planned} digests, settled {settled} pending mails")
     return 0
 
 
+service = ServiceSpec(
+    name=SERVICE_NAME,
+    settings=Settings,
+    service_dir=SERVICE_DIR,
+    create_app=create_app,
+    handlers=HANDLERS,
+    schedules=[
+        Schedule(DIGEST_SCAN_JOB, cron=lambda s: s.scan_cron, grace=lambda s: s.catch_up_grace)
+    ],
+    resources=open_mail,
+    tasks=[Task("mail-dispatch", dispatch_mail)],
+    commands={
+        "send-digest": Command(
+            "send a digest now (once per user and date)",
+            send_digest_command,
+            arguments=add_digest_arguments,
+        )
+    },
+)
+main = service.main
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
