@@ -285,6 +285,14 @@ class ServiceSpec(Generic[S]):
             )
         )
 
+    @property
+    def command_names(self) -> list[str]:
+        """What ``main`` accepts: the shared commands, then the spec's own."""
+        shared = (
+            ["api", "worker", "migrate"] if self.create_app is not None else ["worker", "migrate"]
+        )
+        return [*shared, *self.commands]
+
     def parser(self) -> argparse.ArgumentParser:
         root = argparse.ArgumentParser(prog=self.name, description=f"The {self.name} service.")
         commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
