@@ -6,10 +6,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.db import SessionMaker, create_engine, create_session_maker
-from notifier.dispatch import Dispatcher
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.transport import Transport
 from notifier.main import SERVICE_DIR, build_dispatcher, build_transport, create_app
 from notifier.settings import Settings
-from notifier.transport import Transport
 from servicekit.migrations import upgrade_database
 from servicekit.testing import TokenFactory, truncate_all
 from tests.support import SmtpServer

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from notifier.dispatch import Dispatcher
-from notifier.mail import MailComposer
-from notifier.planning import plan_digests
+from notifier.mail.compose import MailComposer
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.transport import FileTransport, SmtpTransport, Transport
+from notifier.mail.unsubscribe import UnsubscribeTokens
+from notifier.service.planning import plan_digests
 from notifier.settings import DIGEST_SCAN_JOB, SERVICE_NAME, Settings
-from notifier.transport import FileTransport, SmtpTransport, Transport
-from notifier.unsubscribe import UnsubscribeTokens
 from servicekit.db import SessionMaker, create_engine, create_session_maker
 from servicekit.runtime import configure_observability
 
@@ -168,7 +168,7 @@ async def send_digest(settings: Settings, digest_date: date | None = None) -> tu
     try:
         async with session_maker() as session, session.begin():
             planned = await plan_digests(
-                session,
+                session=session,
                 digest_date=digest_date,
                 as_of=now,
                 default_zone=settings.default_timezone,

@@ -16,8 +16,8 @@ from contracts import (
     UserUpdated,
     make_envelope,
 )
-from notifier.dispatch import Dispatcher
 from notifier.handlers import build_consumer
+from notifier.mail.dispatch import Dispatcher
 from notifier.models import Delivery, DigestScan, Recipient
 from notifier.settings import DIGEST_SCAN_JOB, Settings
 from servicekit.bus import Bus, RetryPolicy
