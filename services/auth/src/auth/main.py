@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from auth.api import PREFIX, AuthComponents, router
 from auth.keys import KeyRing, load_key_ring
 from auth.passwords import Passwords
-from auth.service import replay_users
+from auth.replay import replay_users
 from auth.settings import SERVICE_NAME, Settings
 from auth.signin import TokenIssuer, prune_expired
 from auth.throttle import SignInThrottle
@@ -112,8 +112,8 @@ async def prune_forever(session_maker: SessionMaker, *, interval: float) -> None
     """Delete expired refresh tokens and old sign-in failures, every ``interval`` seconds."""
     while True:
         try:
-            async with session_maker() as session:
-                await prune_expired(session, now=datetime.now(UTC))
+            async with session_maker() as session, session.begin():
+                await prune_expired(session=session, now=datetime.now(UTC))
         except Exception:
             logger.warning("pruning expired tokens failed; retrying later", exc_info=True)
         await asyncio.sleep(interval)
