@@ -21,6 +21,7 @@ from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, eventua
 from pydantic import SecretStr
 
 import media.main
+import recipes.app
 import recipes.main
 from media.settings import Settings as MediaSettings
 from recipes.settings import Settings as RecipesSettings
@@ -147,7 +148,7 @@ async def recipe_flow(
         outbox_poll_interval=0.1,
         workers=1,
     )
-    app = recipes.main.create_app(recipes_settings, token_verifier=token_factory.verifier())
+    app = recipes.app.create_app(recipes_settings, token_verifier=token_factory.verifier())
     async with (
         recipes.main.service.open_worker(recipes_settings) as recipes_worker,
         media.main.service.open_worker(media_settings) as media_worker,

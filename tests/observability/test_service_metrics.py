@@ -35,6 +35,7 @@ from observability.recipe_flow import (
 from prometheus_client.parser import text_string_to_metric_families
 
 import backup.main
+import backup.worker
 from backup.settings import Settings as BackupSettings
 from contracts import (
     EXCHANGE_NAME,
@@ -368,7 +369,7 @@ async def test_backup_last_success_moves_when_an_export_is_written(
 
     slot = datetime.now(UTC).replace(microsecond=0)
     result: Any = await asyncio.to_thread(
-        backup.main.build_exporter(settings).export_slot, slot, trigger="test"
+        backup.worker.build_exporter(settings).export_slot, slot, trigger="test"
     )
     after = await scrape()
 

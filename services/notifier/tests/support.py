@@ -15,8 +15,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from contracts import RatingAdded, RecipeCreated, UserRegistered, UserRole
-from notifier import copies
 from notifier.models import Preference, Recipient
+from notifier.service import copies
 from servicekit.db import SessionMaker
 
 #: Monday 23 November 2026, 06:00 UTC, and the days around it.
@@ -114,7 +114,7 @@ async def add_user(
         version=1,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_user(session, event)
+        await copies.apply_user(session=session, event=event)
         if timezone is not None or not daily_digest:
             session.add(Preference(user_id=user_id, timezone=timezone, daily_digest=daily_digest))
         if bouncing:
@@ -135,7 +135,7 @@ async def add_recipe(
         updated_at=at,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_recipe_created(session, event)
+        await copies.apply_recipe_created(session=session, event=event)
 
 
 async def add_rating(
@@ -163,7 +163,7 @@ async def add_rating(
         rated_at=at,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_rating(session, event)
+        await copies.apply_rating(session=session, event=event)
 
 
 async def eventually(

@@ -23,6 +23,11 @@ the ``exports`` table's unique slot, committed after the file and its manifest a
 says a slot is done. A crash after the manifest but before that commit leaves a complete,
 verified file that the next attempt adopts instead of rewriting.
 
+Transactions: the exporter is a runner (the tick handler and ``backup run-now`` start it), not a
+use case, and owns its transactions on its own autocommit connection: the export's snapshot
+lasts while the file is written, and its ``exports`` row commits only once the file is in place,
+neither of which fits a caller's transaction (the rule in ``tests/docs/test_code_shape.py``).
+
 Naming: ``users_<YYYY-MM-DD>.csv`` after the slot's UTC date; when another slot already has
 that name (``backup run-now`` on the day of a scheduled export, say), the time is added:
 ``users_<YYYY-MM-DD>T<HHMMSS>Z.csv``.

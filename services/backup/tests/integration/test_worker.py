@@ -20,9 +20,10 @@ from sqlmodel import col
 from backup.csvfile import read_manifest, strip_neutralising_prefix
 from backup.db import SessionMaker
 from backup.exports import Exporter, file_names
-from backup.main import restore_export_gauges, service
+from backup.main import service
 from backup.metrics import LAST_SUCCESS, ROWS_EXPORTED
 from backup.settings import Settings
+from backup.worker import restore_export_gauges
 from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
 from servicekit.bus import Bus
 from servicekit.tables import InboxMessage

@@ -23,10 +23,11 @@ from contracts import (
     make_envelope,
 )
 from media.db import SessionMaker
-from media.main import build_pipeline, service
+from media.main import service
 from media.models import ImageJob
 from media.service import ImagePipeline
 from media.settings import Settings
+from media.worker import build_pipeline
 from servicekit.bus import Bus
 from servicekit.runtime import Messaging
 from servicekit.tables import OutboxMessage

@@ -1,15 +1,19 @@
 """Routes of ``/api/notifications/``: preferences (with the user's token) and one-click
-unsubscribe (RFC 8058: no login, the signed token says who)."""
+unsubscribe (RFC 8058: no login, the signed token says who).
+
+A route that changes state owns its transaction (``async with session.begin()``); the use cases
+of ``notifier.service`` never commit (see its docstring).
+"""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from notifier import preferences
 from notifier.db import SessionDep
+from notifier.mail.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
+from notifier.service import preferences
 from notifier.settings import Settings
-from notifier.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from servicekit.errors import ApiError, error_responses
 from servicekit.tokens import CurrentPrincipal
 
@@ -26,7 +30,7 @@ async def read_preferences(
     request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> PreferencesOut:
     return await preferences.get_preferences(
-        session, user_id=principal.user_id, default_zone=_settings(request).default_timezone
+        session=session, user_id=principal.user_id, default_zone=_settings(request).default_timezone
     )
 
 
@@ -34,12 +38,13 @@ async def read_preferences(
 async def change_preferences(
     request: Request, body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal
 ) -> PreferencesOut:
-    return await preferences.update_preferences(
-        session,
-        user_id=principal.user_id,
-        change=body,
-        default_zone=_settings(request).default_timezone,
-    )
+    async with session.begin():
+        return await preferences.update_preferences(
+            session=session,
+            user_id=principal.user_id,
+            change=body,
+            default_zone=_settings(request).default_timezone,
+        )
 
 
 @router.post("/unsubscribe/", response_model=UnsubscribeOut, responses=error_responses(400))
@@ -62,5 +67,6 @@ async def unsubscribe(
         user_id = tokens.user_id(token or "")
     except InvalidUnsubscribeToken as exc:
         raise ApiError("Invalid unsubscribe token.", code="invalid_token") from exc
-    await preferences.unsubscribe(session, user_id=user_id)
+    async with session.begin():
+        await preferences.unsubscribe(session=session, user_id=user_id)
     return UnsubscribeOut(detail="You will receive no more digests.", daily_digest=False)

@@ -8,11 +8,11 @@ import pytest
 
 from contracts import UserDeleted, make_envelope
 from notifier import handlers
-from notifier.dispatch import Dispatcher
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.unsubscribe import UnsubscribeTokens
 from notifier.models import Preference
-from notifier.planning import scan_for_digests
+from notifier.service.planning import scan_for_digests
 from notifier.settings import Settings
-from notifier.unsubscribe import UnsubscribeTokens
 from servicekit.consumer import EventContext
 from servicekit.db import SessionMaker
 from servicekit.testing import TokenFactory
@@ -69,7 +69,7 @@ async def test_one_click_unsubscribe_from_the_mail_header_without_login(
     await add_user(session_maker, 1, "alice")
     await add_recipe(session_maker, 10, "Pie", seller_id=9, at=MONDAY_SIX - timedelta(hours=5))
     async with session_maker() as session, session.begin():
-        await scan_for_digests(session, scan_slot=MONDAY_SIX, settings=settings)
+        await scan_for_digests(session=session, scan_slot=MONDAY_SIX, settings=settings)
     await dispatcher.send_pending()
     (message,) = smtp.mailbox.messages
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -91,7 +91,7 @@ async def test_one_click_unsubscribe_from_the_mail_header_without_login(
     await add_recipe(session_maker, 11, "Tart", seller_id=9, at=MONDAY_SIX + timedelta(hours=5))
     async with session_maker() as session, session.begin():
         planned = await scan_for_digests(
-            session, scan_slot=MONDAY_SIX + timedelta(days=1), settings=settings
+            session=session, scan_slot=MONDAY_SIX + timedelta(days=1), settings=settings
         )
     assert planned == 0
     assert parse_qs(url.query)["token"]  # the token travelled in the URL

@@ -16,7 +16,7 @@ from contracts import (
     UserUpdated,
     make_envelope,
 )
-from notifier.dispatch import Dispatcher
+from notifier.mail.dispatch import Dispatcher
 from notifier.main import service
 from notifier.models import Delivery, DigestScan, Recipient
 from notifier.settings import DIGEST_SCAN_JOB, Settings

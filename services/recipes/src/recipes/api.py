@@ -213,7 +213,7 @@ async def create_recipe(
             fields=fields,
             image=image,
             signer=_signer(settings),
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return recipe_out(recipe, seller)
 
@@ -257,7 +257,7 @@ async def _update(
             changes=changes,
             image=image,
             signer=_signer(settings),
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return recipe_out(recipe, seller)
 
@@ -311,7 +311,7 @@ async def delete_recipe(
             session=session,
             recipe_id=recipe_id,
             seller=seller,
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return Response(status_code=204)
 

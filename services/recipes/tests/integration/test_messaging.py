@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from contracts import EXCHANGE_NAME, Envelope, ImageVariant, RecipeImageReady, make_envelope
-from recipes.main import create_app, service
+from recipes.app import create_app
+from recipes.main import service
 from recipes.settings import Settings
 from servicekit.bus import Bus
 from servicekit.testing import TokenFactory
