@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, eventually, free_port
+from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, free_port
 from pydantic import SecretStr
 
 import media.main
@@ -29,7 +29,7 @@ from servicekit.db import create_engine, create_session_maker
 from servicekit.health import Readiness, health_app
 from servicekit.migrations import upgrade_database
 from servicekit.runtime import Messaging
-from servicekit.testing import TokenFactory, Vhost, truncate_all
+from servicekit.testing import TokenFactory, Vhost, eventually, truncate_all
 
 
 @pytest.fixture(scope="session")
