@@ -247,29 +247,24 @@ class VhostAdmin:
         return len(conns)
 
     def queues(self, vhost: str) -> list[dict[str, Any]]:
-        with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(f"{self._base}/queues/{quote(vhost, safe='')}")
-            response.raise_for_status()
-            body: list[dict[str, Any]] = response.json()
-            return body
+        body: list[dict[str, Any]] = self._get("queues", vhost)
+        return body
 
     def policy(self, vhost: str, name: str) -> dict[str, Any]:
-        with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(
-                f"{self._base}/policies/{quote(vhost, safe='')}/{quote(name, safe='')}"
-            )
-            response.raise_for_status()
-            body: dict[str, Any] = response.json()
-            return body
+        body: dict[str, Any] = self._get("policies", vhost, name)
+        return body
 
     def queue(self, vhost: str, queue: str) -> dict[str, object]:
+        body: dict[str, object] = self._get("queues", vhost, queue)
+        return body
+
+    def _get(self, resource: str, *names: str) -> Any:
+        """``GET /api/<resource>/<name>/...`` (each name quoted), the decoded JSON body."""
+        path = "/".join([resource, *(quote(name, safe="") for name in names)])
         with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(
-                f"{self._base}/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
-            )
+            response = client.get(f"{self._base}/{path}")
             response.raise_for_status()
-            body: dict[str, object] = response.json()
-            return body
+            return response.json()
 
 
 @dataclass(frozen=True)
