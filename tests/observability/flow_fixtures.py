@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, eventually, free_port
+from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, free_port
 from pydantic import SecretStr
 
 import media.main
@@ -28,7 +28,7 @@ from recipes.settings import Settings as RecipesSettings
 from servicekit.consumer import Consumer
 from servicekit.health import health_app
 from servicekit.migrations import upgrade_database
-from servicekit.testing import TokenFactory, Vhost, truncate_all
+from servicekit.testing import TokenFactory, Vhost, eventually, truncate_all
 
 
 @pytest.fixture(scope="session")

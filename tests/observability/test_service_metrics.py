@@ -27,7 +27,6 @@ import pytest
 from fastapi import FastAPI
 from observability.recipe_flow import (
     RecipeFlow,
-    eventually,
     free_port,
     metric_names,
     metric_value,
@@ -49,7 +48,7 @@ from servicekit.bus import dead_letter_queue_name, envelope_message
 from servicekit.db import libpq_url
 from servicekit.health import Readiness, health_app
 from servicekit.migrations import upgrade_database
-from servicekit.testing import Vhost, VhostAdmin
+from servicekit.testing import Vhost, VhostAdmin, eventually
 
 pytestmark = pytest.mark.integration
 #: ``recipe_flow`` and the fixtures it needs (not a conftest.py: see that module).

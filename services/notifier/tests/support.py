@@ -1,11 +1,8 @@
 """Test helpers: a real SMTP server on loopback, users and digest material written as events."""
 
-import asyncio
 import email
 import socket
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -164,18 +161,6 @@ async def add_rating(
     )
     async with session_maker() as session, session.begin():
         await copies.apply_rating(session=session, event=event)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 20.0, interval: float = 0.05
-) -> None:
-    """Wait until ``check`` holds; fail with a clear message if it never does."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def html_part(message: EmailMessage) -> str:

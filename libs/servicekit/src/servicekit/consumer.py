@@ -160,6 +160,25 @@ class Consumer:
         return sorted(self._handlers)
 
     @property
+    def session_maker(self) -> SessionMaker:
+        return self._session_maker
+
+    async def apply(self, envelope: Envelope, *, session: AsyncSession) -> bool:
+        """Apply one decoded event in ``session``'s transaction, as for one message: claim its
+        id in the inbox, then run its handler. False if the inbox had it (the handler did not
+        run). How tests deliver an event through the real handlers without a broker."""
+        handler = self._handlers[envelope.type]
+        if envelope.event_id not in await _claim(session, self.queue, [envelope]):
+            return False
+        await self._run_handler(session, envelope, parse_event(envelope), handler)
+        return True
+
+    async def _run_handler(
+        self, session: AsyncSession, envelope: Envelope, event: Event, handler: Handler
+    ) -> None:
+        await handler(EventContext(session, envelope, self._producer, self._resources), event)
+
+    @property
     def is_attached(self) -> bool:
         return (
             self._consumer_tag is not None
@@ -333,17 +352,18 @@ class Consumer:
         outcomes: list[str] = []
         timings: list[tuple[str, float]] = []
         async with self._session_maker() as session, session.begin():
-            unseen = await _claim(session, self.queue, deliveries)
+            unseen = await _claim(session, self.queue, [d.envelope for d in deliveries])
             for delivery in deliveries:
                 event_id = delivery.envelope.event_id
                 if event_id not in unseen:  # applied before, or earlier in this batch
                     outcomes.append("duplicate")
                     continue
                 unseen.discard(event_id)
-                context = EventContext(session, delivery.envelope, self._producer, self._resources)
                 started = time.perf_counter()
                 with self._message_scope(delivery.message) if span_each else nullcontext():
-                    await delivery.handler(context, delivery.event)
+                    await self._run_handler(
+                        session, delivery.envelope, delivery.event, delivery.handler
+                    )
                 timings.append((delivery.envelope.type, time.perf_counter() - started))
                 outcomes.append("handled")
         if span_each:  # a single message's time is observed by ``process``, commit included
@@ -361,15 +381,15 @@ _CLAIM = text(
 
 
 async def _claim(
-    session: AsyncSession, queue: str, deliveries: Sequence[Delivery]
+    session: AsyncSession, queue: str, envelopes: Sequence[Envelope]
 ) -> set[uuid.UUID]:
     """Insert the events' inbox rows; returns the ids not seen before (one round trip)."""
     claimed = await session.scalars(
         _CLAIM,
         {
             "consumer": queue,
-            "event_ids": [d.envelope.event_id for d in deliveries],
-            "event_types": [d.envelope.type for d in deliveries],
+            "event_ids": [e.event_id for e in envelopes],
+            "event_types": [e.type for e in envelopes],
         },
     )
     return set(claimed)

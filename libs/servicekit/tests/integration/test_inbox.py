@@ -12,11 +12,11 @@ from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker
 from servicekit.inbox import prune_inbox
-from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.settings import ServiceSettings
 from servicekit.tables import InboxMessage
+from servicekit.testing import eventually, metric_value
 
-from .helpers import deleted, effects, eventually, record_effect
+from .helpers import deleted, effects, record_effect
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ async def test_rows_older_than_the_retention_are_pruned_in_batches(
 async def test_a_redelivery_within_the_retention_is_still_a_no_op_after_pruning(
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
-    duplicates = EVENTS_CONSUMED.labels("t.pruned", "recipe.deleted", "duplicate")
-    before = duplicates._value.get()
+    duplicates = {"queue": "t.pruned", "event_type": "recipe.deleted", "outcome": "duplicate"}
+    before = metric_value("events_consumed_total", **duplicates)
     bus = Bus(amqp_url)
     await bus.connect()
     consumer = Consumer(queue="t.pruned", producer="t", session_maker=session_maker)
@@ -69,7 +69,7 @@ async def test_a_redelivery_within_the_retention_is_still_a_no_op_after_pruning(
     await bus.publish_many([(envelope, {})])
 
     async def seen_again() -> bool:
-        return bool(duplicates._value.get() > before)
+        return bool(metric_value("events_consumed_total", **duplicates) > before)
 
     await eventually(seen_again)
     assert await effects(session_maker) == ["3"]

@@ -26,9 +26,7 @@ import pytest
 from contracts import EXCHANGE_NAME, Envelope, UserRegistered, make_envelope
 from servicekit.bus import envelope_message
 from servicekit.db import libpq_url
-from servicekit.testing import Vhost, VhostAdmin
-
-from .helpers import eventually
+from servicekit.testing import Vhost, VhostAdmin, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +213,7 @@ async def run_the_tiny_service(env: dict[str, str], vhost: Vhost) -> None:
     worker, api = tiny(env, "worker"), tiny(env, "api")
     try:
         health = f"http://127.0.0.1:{env['TINY_HEALTH_PORT']}"
-        await eventually(lambda: answers(f"{health}/readyz"), within=60)
+        await eventually(lambda: answers(f"{health}/readyz"), within=60, what="the worker ready")
         now = datetime.now(UTC)
         registered = UserRegistered(
             user_id=7,
@@ -236,10 +234,10 @@ async def run_the_tiny_service(env: dict[str, str], vhost: Vhost) -> None:
         async def followed_up() -> bool:
             return follow_ups.count == 1
 
-        await eventually(greeted_once, within=30)
-        await eventually(followed_up, within=30)
+        await eventually(greeted_once, within=30, what="the handler's row")
+        await eventually(followed_up, within=30, what="the follow-up event relayed")
         api_url = f"http://127.0.0.1:{env['TINY_API_PORT']}"
-        await eventually(lambda: answers(f"{api_url}/readyz"), within=60)
+        await eventually(lambda: answers(f"{api_url}/readyz"), within=60, what="the API ready")
         async with httpx.AsyncClient(base_url=api_url) as client:
             assert (await client.get("/api/tiny/hello")).json() == {"hello": "tiny"}
         assert greetings(env["TINY_DATABASE_URL"]) == [(7, "seven")]

@@ -5,14 +5,12 @@ import csv
 import os
 import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -27,6 +25,7 @@ from backup.worker import restore_export_gauges
 from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
 from servicekit.bus import Bus
 from servicekit.tables import InboxMessage
+from servicekit.testing import eventually, metric_value
 
 from ..conftest import JOINED, registered
 
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.integration
 
 #: A cron whose latest slot is years old: the worker's own emitter stays quiet in these tests.
 NEVER_DUE = "0 2 29 2 *"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def updated(user_id: int, username: str, version: int) -> UserUpdated:
@@ -151,8 +141,8 @@ async def test_a_missed_weekly_slot_is_caught_up_within_the_grace(
     assert await emitter.emit_due(sunday + timedelta(days=4)) is None  # emitted once
 
 
-def last_success() -> float | None:
-    return REGISTRY.get_sample_value("backup_last_success_timestamp_seconds")
+def last_success() -> float:
+    return metric_value("backup_last_success_timestamp_seconds")
 
 
 def free_port() -> int:
@@ -218,7 +208,7 @@ async def test_an_export_whose_file_is_gone_does_not_count_as_the_last_success(
 
     assert restored is not None and restored.file_name == older.path.name
     assert last_success() == older.manifest.created_at.timestamp()
-    assert REGISTRY.get_sample_value("backup_rows_exported") == older.manifest.rows
+    assert metric_value("backup_rows_exported") == older.manifest.rows
 
 
 async def test_without_any_export_the_last_success_stays_unset(

@@ -1,8 +1,5 @@
 """A media worker wired as ``media worker`` wires it, against the test broker and database."""
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,19 +28,9 @@ from media.worker import build_pipeline
 from servicekit.bus import Bus
 from servicekit.runtime import Messaging
 from servicekit.tables import OutboxMessage
+from servicekit.testing import eventually
 
 from ..originals import RECIPES_URL, OriginalsServer
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def recipe_created(recipe_id: int, image: ImageReference | None) -> RecipeCreated:

@@ -23,7 +23,8 @@ from notifier.settings import DIGEST_SCAN_JOB, Settings
 from servicekit.bus import Bus
 from servicekit.db import SessionMaker
 from servicekit.tables import InboxMessage
-from tests.support import MONDAY_SIX, SmtpServer, add_recipe, address_of, eventually, text_part
+from servicekit.testing import eventually
+from tests.support import MONDAY_SIX, SmtpServer, add_recipe, address_of, text_part
 
 pytestmark = pytest.mark.integration
 
