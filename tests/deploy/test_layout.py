@@ -1,10 +1,12 @@
-"""deploy/platform.toml against the code: the services that exist, and each service's own
-defaults (prefix, queue, ports, commands), which the layout states rather than sets (the file's
-header says why). compose and the Kubernetes files are checked against it in test_compose.py
-and test_k8s.py.
+"""deploy/platform.toml against the code: the services that exist, each service's own defaults
+(prefix, queue, ports, commands), which the layout states rather than sets (the file's header
+says why), and the queues the workers really consume, with the bindings the catalogue
+(contracts.catalogue.EVENT_FLOWS) documents. compose and the Kubernetes files are checked against
+the layout in test_compose.py and test_k8s.py.
 """
 
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from platform_layout import LAYOUT, ServiceLayout
 
+from contracts.catalogue import EVENT_FLOWS
 from servicekit.settings import DEFAULT_JWKS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +88,27 @@ def test_defaults_that_name_another_service_use_its_layout_port() -> None:
     assert _port(_default(media, "recipes_internal_url")) == recipes.api_port
     assert _port(_default(media, "public_base_url")) == LAYOUT.gateway_port
     assert _port(_default(notifier, "public_base_url")) == LAYOUT.gateway_port
+
+
+def test_each_worker_consumes_its_layout_queue_with_the_catalogue_bindings() -> None:
+    """The consumers as their workers build them (scripts/asyncapi.py builds each in a process
+    of its own): queue names from the layout, bindings exactly EVENT_FLOWS's consumers."""
+    building = {
+        service.name: subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "asyncapi.py"), "--consumer-of", service.name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for service in LAYOUT.consumers
+    }
+    bound: dict[str, set[str]] = {}
+    for name, process in building.items():
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, name
+        consumer = json.loads(out)
+        assert consumer["queue"] == LAYOUT.service(name).queue
+        for routing_key in consumer["routing_keys"]:
+            bound.setdefault(routing_key, set()).add(name)
+
+    documented = {event: set(to) for event, (_, to) in EVENT_FLOWS.items() if to}
+    assert bound == documented
