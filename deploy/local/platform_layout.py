@@ -9,7 +9,7 @@ Standard library only, so that scripts and the tests can import it without the s
 
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,12 @@ class Layout:
 
 
 def _service(table: dict[str, Any]) -> ServiceLayout:
+    # A misspelt optional key (``api_prot``) would otherwise read as "no API".
+    unknown = set(table) - {f.name for f in fields(ServiceLayout)}
+    if unknown:
+        raise ValueError(
+            f"{LAYOUT_FILE.name}: unknown keys {sorted(unknown)} in {table.get('name')}"
+        )
     return ServiceLayout(
         name=table["name"],
         env_prefix=table["env_prefix"],

@@ -15,7 +15,7 @@ from types import ModuleType
 from urllib.parse import urlsplit
 
 import pytest
-from platform_layout import LAYOUT, ServiceLayout
+from platform_layout import LAYOUT, LAYOUT_FILE, ServiceLayout, load
 
 from contracts.catalogue import EVENT_FLOWS
 from servicekit.settings import DEFAULT_JWKS_URL
@@ -40,6 +40,15 @@ def test_the_layout_lists_every_service_package() -> None:
 
 def test_the_ports_are_distinct() -> None:
     assert len(LAYOUT.ports) == len(set(LAYOUT.ports))
+
+
+def test_a_misspelt_key_is_refused(tmp_path: Path) -> None:
+    """An optional key spelt wrong would otherwise read as its absence (no API, no queue)."""
+    misspelt = tmp_path / "platform.toml"
+    misspelt.write_text(LAYOUT_FILE.read_text().replace("api_port =", "api_prot =", 1))
+
+    with pytest.raises(ValueError, match="api_prot"):
+        load(misspelt)
 
 
 @pytest.mark.parametrize("service", LAYOUT.services, ids=lambda s: s.name)
