@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,9 +33,13 @@ from servicekit.redelivery import ATTEMPT_HEADER, ORIGINAL_QUEUE_HEADER, REASON_
 from servicekit.settings import DEFAULT_AMQP_URL
 from servicekit.tracing import TRACE_HEADERS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from platform_layout import LAYOUT
+
 AMQP_BINDING_VERSION = "0.3.0"
-#: The services whose worker consumes a queue (auth's worker only relays its outbox).
-CONSUMING_SERVICES = ("recipes", "media", "notifier", "backup")
+#: The services whose worker consumes a queue (deploy/platform.toml; auth's worker only relays
+#: its outbox).
+CONSUMING_SERVICES = tuple(s.name for s in LAYOUT.consumers)
 
 
 @dataclass(frozen=True)

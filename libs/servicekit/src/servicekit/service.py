@@ -295,7 +295,7 @@ class ServiceSpec(Generic[S]):
 
     def parser(self) -> argparse.ArgumentParser:
         root = argparse.ArgumentParser(prog=self.name, description=f"The {self.name} service.")
-        commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        commands = root.add_subparsers(dest="command", required=True)
         if self.create_app is not None:
             commands.add_parser("api", help="serve the HTTP API")
         commands.add_parser("worker", help=self._worker_help())

@@ -2,7 +2,7 @@
 
 Streaming: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` rather than a server-side cursor and
 ``csv.writer``, because COPY formats the CSV inside PostgreSQL and the rows go to the file in
-blocks, so memory stays flat (``bench_export.py``: a cursor with ``csv.writer`` takes ~5x a bare
+blocks, so memory stays flat (``bench/backup_export.py``: the cursor takes ~5x a bare
 COPY; peak RSS is unchanged by the export). The CSV injection neutralising is therefore done in
 the SQL (``neutralised``), built from the same ``FORMULA_PREFIXES`` as the Python ``neutralise``.
 Two details make the bytes identical to ``csv.writer(QUOTE_MINIMAL)`` with CRLF records (a test
