@@ -31,8 +31,8 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from servicekit.defaults import DEFAULT_AMQP_URL as DEFAULT_AMQP_URL  # re-exported
 from servicekit.defaults import (
-    DEFAULT_AMQP_URL,
     DEFAULT_CONSUMER_BATCH_SIZE,
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_HEALTH_HOST,
@@ -46,10 +46,8 @@ from servicekit.defaults import (
     DEFAULT_RETRY_DELAYS,
     MIN_INBOX_RETENTION,
 )
-
-# Re-exported: services' settings (the auth service's issuer and audience) import them here.
-from servicekit.defaults import DEFAULT_JWT_AUDIENCE as DEFAULT_JWT_AUDIENCE
-from servicekit.defaults import DEFAULT_JWT_ISSUER as DEFAULT_JWT_ISSUER
+from servicekit.defaults import DEFAULT_JWT_AUDIENCE as DEFAULT_JWT_AUDIENCE  # re-exported
+from servicekit.defaults import DEFAULT_JWT_ISSUER as DEFAULT_JWT_ISSUER  # re-exported
 from servicekit.retries import RetryPolicy
 
 logger = logging.getLogger(__name__)
