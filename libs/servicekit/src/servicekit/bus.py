@@ -1,8 +1,8 @@
 """The connection to RabbitMQ: one topic exchange, publishing with confirms.
 
 The queues of a consumer (``Q``, ``Q.retry.N``, ``Q.dlq``) and how they change between deploys
-are ``servicekit.topology``'s; their names and the retry settings are here, where publishers
-and consumers both find them.
+are ``servicekit.topology``'s; their names are here, where publishers and consumers both find
+them, and the retry policy (pure data, which the settings build) is ``servicekit.retries``'.
 """
 
 import asyncio
