@@ -29,6 +29,9 @@ DEFAULT_OUTBOX_BATCH_SIZE = 200
 #: Seconds between outbox polls (a PostgreSQL NOTIFY wakes the relay sooner).
 DEFAULT_OUTBOX_POLL_INTERVAL = 1.0
 
+#: Dead letters or quarantined outbox rows the commands show at once.
+DEFAULT_PEEK_LIMIT = 20
+
 # The inbox (``servicekit.inbox`` says why these lengths)
 #: Seconds an applied event's id is kept to recognise a redelivery: seven days.
 DEFAULT_INBOX_RETENTION = 7 * 24 * 3600.0
