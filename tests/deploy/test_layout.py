@@ -18,7 +18,7 @@ import pytest
 from platform_layout import LAYOUT, LAYOUT_FILE, ServiceLayout, load
 
 from contracts.catalogue import EVENT_FLOWS
-from servicekit.settings import DEFAULT_JWKS_URL
+from servicekit.defaults import DEFAULT_JWKS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 

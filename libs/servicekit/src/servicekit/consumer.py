@@ -45,6 +45,7 @@ from contracts import Envelope, Event, UnknownEventError, parse_event
 from servicekit.acks import Acknowledger
 from servicekit.bus import Bus, RetryPolicy
 from servicekit.db import SessionMaker
+from servicekit.defaults import DEFAULT_PREFETCH
 from servicekit.logs import log_context
 from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outbox import add_event
@@ -127,7 +128,7 @@ class Consumer:
         producer: str,
         session_maker: SessionMaker,
         retry_policy: RetryPolicy | None = None,
-        prefetch: int = 32,
+        prefetch: int = DEFAULT_PREFETCH,
         batch_size: int = 1,
         resources: Resources | None = None,
     ) -> None:

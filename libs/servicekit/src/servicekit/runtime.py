@@ -27,8 +27,9 @@ from contracts import EXCHANGE_NAME
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
+from servicekit.defaults import DEFAULT_INBOX_RETENTION, DEFAULT_OUTBOX_POLL_INTERVAL
 from servicekit.health import Liveness, Readiness, health_app
-from servicekit.inbox import DEFAULT_INBOX_RETENTION, prune_inbox_forever
+from servicekit.inbox import prune_inbox_forever
 from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -59,7 +60,7 @@ class Messaging:
         consumers: Sequence[Consumer] = (),
         emitters: Sequence[TickEmitter] = (),
         relay: bool = True,
-        poll_interval: float = 1.0,
+        poll_interval: float = DEFAULT_OUTBOX_POLL_INTERVAL,
         inbox_retention: float = DEFAULT_INBOX_RETENTION,
     ) -> None:
         self.bus = Bus(amqp_url)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, text
 
 from contracts import RecipeDeleted, make_envelope
-from servicekit import inbox
+from servicekit import defaults, inbox
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker
@@ -64,7 +64,7 @@ async def test_a_redelivery_within_the_retention_is_still_a_no_op_after_pruning(
         return await effects(session_maker) == ["3"]
 
     await eventually(applied)
-    assert await prune_inbox(session_maker, retention=inbox.DEFAULT_INBOX_RETENTION) == 0
+    assert await prune_inbox(session_maker, retention=defaults.DEFAULT_INBOX_RETENTION) == 0
     assert str(envelope.event_id) in await inbox_ids(session_maker)
     await bus.publish_many([(envelope, {})])
 

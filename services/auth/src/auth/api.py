@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from auth import service, signin
-from auth.db import SessionDep
 from auth.keys import KeyRing
 from auth.passwords import Passwords
 from auth.schemas import (
@@ -40,6 +39,7 @@ from auth.service import FieldErrors
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle, client_address
 from servicekit.errors import error_responses, field_errors
+from servicekit.fastapi import SessionDep, app_state, slash_tolerant_routes
 from servicekit.forms import FormBodyRoute
 from servicekit.tokens import CurrentPrincipal
 
@@ -81,29 +81,13 @@ class AuthComponents:
     trust_forwarded_for: bool
 
 
-async def _components(request: Request) -> AuthComponents:
-    components: AuthComponents = request.app.state.auth
-    return components
-
-
-Components = Annotated[AuthComponents, Depends(_components)]
+Components = Annotated[AuthComponents, app_state("auth")]
 
 router = APIRouter(prefix=PREFIX, route_class=FieldErrorRoute, tags=["auth"])
 
 
-def _routes(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Serve ``path`` with and without its trailing slash (the documented form has it)."""
-    methods: list[str] = kwargs.pop("methods")
-
-    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        router.add_api_route(path, endpoint, methods=methods, **kwargs)
-        if path.endswith("/"):
-            router.add_api_route(
-                path.rstrip("/"), endpoint, methods=methods, include_in_schema=False, **kwargs
-            )
-        return endpoint
-
-    return register
+#: Serves each path with and without its trailing slash (the documented form has it).
+_routes = slash_tolerant_routes(router)
 
 
 def _user_out(user: Any) -> UserOut:

@@ -9,41 +9,38 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from notifier.db import SessionDep
 from notifier.mail.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
 from notifier.service import preferences
 from notifier.settings import Settings
 from servicekit.errors import ApiError, error_responses
+from servicekit.fastapi import SessionDep, app_state
 from servicekit.tokens import CurrentPrincipal
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+SettingsDep = Annotated[Settings, app_state("settings")]
 
 
 @router.get("/preferences/", response_model=PreferencesOut, responses=error_responses(401))
 async def read_preferences(
-    request: Request, session: SessionDep, principal: CurrentPrincipal
+    session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
 ) -> PreferencesOut:
     return await preferences.get_preferences(
-        session=session, user_id=principal.user_id, default_zone=_settings(request).default_timezone
+        session=session, user_id=principal.user_id, default_zone=settings.default_timezone
     )
 
 
 @router.put("/preferences/", response_model=PreferencesOut, responses=error_responses(400, 401))
 async def change_preferences(
-    request: Request, body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal
+    body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
 ) -> PreferencesOut:
     async with session.begin():
         return await preferences.update_preferences(
             session=session,
             user_id=principal.user_id,
             change=body,
-            default_zone=_settings(request).default_timezone,
+            default_zone=settings.default_timezone,
         )
 
 

@@ -28,9 +28,9 @@ import psycopg
 from psycopg import sql
 
 from servicekit.db import libpq_url
+from servicekit.defaults import DEFAULT_AMQP_URL
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @dataclass(frozen=True)
