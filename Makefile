@@ -3,11 +3,9 @@ export UV_PYTHON := 3.11
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-SERVICES := auth recipes media notifier backup
-LIBS := contracts servicekit
-PACKAGES := $(addprefix libs/,$(LIBS)) $(addprefix services/,$(SERVICES))
-# Packages present in this checkout (a service may not exist yet while it is being built).
-PRESENT := $(wildcard $(PACKAGES))
+# Every package of this checkout, libraries first: the folders with a pyproject.toml (the
+# services are the ones deploy/platform.toml lists; tests/deploy/test_layout.py checks that).
+PRESENT := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml) $(wildcard services/*/pyproject.toml))
 
 .PHONY: help setup lint format test test-reliability up down logs status demo bench asyncapi pin
 .PHONY: node-deps env-example mypy images test-containers test-fresh-box

@@ -153,7 +153,7 @@ def _stack(
         with contextlib.ExitStack() as servers:
             recipes_process = servers.enter_context(
                 process(
-                    uvicorn_args("recipes.main:create_app", recipes_port, factory=True),
+                    uvicorn_args("recipes.app:create_app", recipes_port, factory=True),
                     env=recipes_env,
                     ready_url=f"http://{HOST}:{recipes_port}{LIST_PATH}",
                     name="recipes",

@@ -1,6 +1,6 @@
 """Backup: the real export of 1,000,000 users against ``COPY (SELECT …) TO STDOUT`` into a file.
 
-It reuses the backup service's own benchmark helper (services/backup/bench_export.py): its seed
+It reuses the export benchmark beside it (backup_export.py, also run alone): its seed
 and its ``--measure`` mode, run in a fresh process per run. Peak memory is that process's
 ``VmHWM`` read from /proc while it runs, not its ``ru_maxrss``: on Linux a child's ``ru_maxrss``
 starts at the high-water mark of the process that spawned it, so it reports the parent's size
@@ -8,19 +8,18 @@ whenever the parent is the larger. The database is the bench's own scratch datab
 with the backup service's migrations.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from common import ROOT, Outcome, Row, Size, alternate, libpq, median, scratch_database
 
 SERVICE_DIR = ROOT / "services" / "backup"
+HELPER = Path(__file__).with_name("backup_export.py")
 PEAK_RSS_GOAL_MB = 150
 #: What profiling (pyinstrument on the export) showed limits the goal; printed when not met.
 EXPORT_LIMIT = (
@@ -29,16 +28,6 @@ EXPORT_LIMIT = (
     " PostgreSQL evaluates the neutralising and timestamp expressions (~0.15 s of its CPU),"
     " and the CRLF rewrite, sha256 and writes take ~0.25 s in Python."
 )
-
-
-def _helper() -> ModuleType:
-    path = SERVICE_DIR / "bench_export.py"
-    spec = importlib.util.spec_from_file_location("backup_bench_export", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _vm_hwm_kib(pid: int) -> int | None:
@@ -54,7 +43,7 @@ def _vm_hwm_kib(pid: int) -> int | None:
 
 def measure_in_child(variant: str, url: str, out: Path) -> dict[str, Any]:
     """The helper's ``--measure`` in a fresh process, its peak RSS sampled from /proc."""
-    command = [sys.executable, str(SERVICE_DIR / "bench_export.py"), "--measure", variant]
+    command = [sys.executable, str(HELPER), "--measure", variant]
     command += ["--database-url", url, "--out", str(out)]
     with tempfile.TemporaryFile("w+") as stdout:
         child = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, text=True)
@@ -72,7 +61,9 @@ def measure_in_child(variant: str, url: str, out: Path) -> dict[str, Any]:
 
 def backup(size: Size) -> Outcome:
     users = 100_000 if size.quick else 1_000_000
-    helper = _helper()
+    # Imported here: it loads the backup service's models, which no other scenario may share.
+    import backup_export as helper
+
     from servicekit.migrations import upgrade_database
 
     outcome = Outcome("backup")

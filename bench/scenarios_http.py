@@ -6,6 +6,7 @@ Load comes from wrk in its own process (2 threads), only against 127.0.0.1.
 import contextlib
 import dataclasses
 import importlib.util
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,7 @@ def recipe_list(size: Size) -> Outcome:
 
 def _gateway_module() -> ModuleType:
     path = ROOT / "deploy" / "local" / "gateway_config.py"
+    sys.path.insert(0, str(path.parent))  # its sibling platform_layout
     spec = importlib.util.spec_from_file_location("gateway_config", path)
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load {path}")

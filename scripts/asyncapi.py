@@ -7,20 +7,20 @@
   by ``servicekit.redelivery`` on the way to ``<queue>.retry.N`` and ``<queue>.dlq``.
 - Channels and operations: one channel per routing key on the topic exchange with a ``send``
   operation for its producer (``contracts.catalogue``); one channel per consumer queue with a
-  ``receive`` operation, built from the consumer each service's worker builds (its handlers are
-  its bindings, its retry policy its queue arguments). The retry and dead-letter queues are
-  named in the queue's description: they carry the same messages, nothing new.
+  ``receive`` operation, built from each service's spec (``<name>.main:service``: its handler
+  table is its bindings, its default retry policy its queue arguments). The retry and dead-letter
+  queues are named in the queue's description: they carry the same messages, nothing new.
 
 ``make asyncapi`` writes docs/asyncapi.yaml; tests/docs checks it is current and valid (the
 official AsyncAPI parser, no errors, no warnings).
 """
 
-import asyncio
 import importlib
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,17 +29,17 @@ from pydantic import BaseModel
 from contracts import EVENT_MODELS, EXCHANGE_NAME, Envelope
 from contracts.catalogue import EVENT_FLOWS
 from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
-from servicekit.consumer import Consumer
-from servicekit.db import create_engine, create_session_maker
 from servicekit.redelivery import ATTEMPT_HEADER, ORIGINAL_QUEUE_HEADER, REASON_HEADER
 from servicekit.settings import DEFAULT_AMQP_URL
 from servicekit.tracing import TRACE_HEADERS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from platform_layout import LAYOUT
+
 AMQP_BINDING_VERSION = "0.3.0"
-#: Never connected: building a consumer needs a session maker, not a database.
-UNUSED_DATABASE_URL = "postgresql+psycopg://unused@127.0.0.1:5432/unused"
-#: The services whose worker consumes a queue (auth's worker only relays its outbox).
-CONSUMING_SERVICES = ("recipes", "media", "notifier", "backup")
+#: The services whose worker consumes a queue (deploy/platform.toml; auth's worker only relays
+#: its outbox).
+CONSUMING_SERVICES = tuple(s.name for s in LAYOUT.consumers)
 
 
 @dataclass(frozen=True)
@@ -51,31 +51,11 @@ class Registration:
     retry_policy: RetryPolicy
 
 
-def _build_consumer(service: str) -> Consumer:
-    """The service's consumer, built by the function its worker and ``migrate`` use."""
-    session_maker = create_session_maker(create_engine(UNUSED_DATABASE_URL))
-    settings = importlib.import_module(f"{service}.settings").Settings()
-    if service == "recipes":
-        from recipes.main import build_worker_consumer
-
-        return build_worker_consumer(settings, session_maker)
-    if service == "notifier":
-        from notifier.handlers import build_consumer as build_notifier_consumer
-
-        return build_notifier_consumer(session_maker, settings)
-    if service == "backup":
-        from backup.main import build_consumer as build_backup_consumer
-
-        return build_backup_consumer(settings, session_maker)
-    from media.main import build_consumer as build_media_consumer
-    from media.main import build_pipeline
-
-    pipeline = build_pipeline(settings, session_maker)
-    try:
-        return build_media_consumer(settings, session_maker, pipeline)
-    finally:
-        pipeline.renderer.close()
-        asyncio.run(pipeline.fetcher.aclose())
+def _registration(name: str) -> Registration:
+    """The service's queue and bindings as its spec declares them (``servicekit.service``)."""
+    service = importlib.import_module(f"{name}.main").service
+    policy = service.settings.model_construct().retry_policy  # the defaults
+    return Registration(service.queue, service.routing_keys, policy)
 
 
 def registered_consumers() -> list[Registration]:
@@ -101,13 +81,13 @@ def registered_consumers() -> list[Registration]:
 
 
 def _print_consumer(service: str) -> None:
-    consumer = _build_consumer(service)
-    policy = consumer.retry_policy
+    found = _registration(service)
+    policy = found.retry_policy
     print(
         json.dumps(
             {
-                "queue": consumer.queue,
-                "routing_keys": consumer.routing_keys,
+                "queue": found.queue,
+                "routing_keys": found.routing_keys,
                 "delays": policy.delays,
                 "delivery_limit": policy.delivery_limit,
             }

@@ -8,14 +8,17 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image, ImageDraw
 
-GATEWAY = os.environ.get(
-    "GATEWAY_URL", f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from platform_layout import LAYOUT
+
+GATEWAY_PORT = os.environ.get("GATEWAY_PORT", str(LAYOUT.gateway_port))
+GATEWAY = os.environ.get("GATEWAY_URL", f"http://127.0.0.1:{GATEWAY_PORT}")
 PASSWORD = "Cardamom-Buns-77"
 
 

@@ -9,7 +9,12 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKSPACE = {"contracts", "servicekit", "auth", "recipes", "media", "notifier", "backup"}
+#: The workspace's own packages (never pinned): every library and service of the checkout.
+WORKSPACE = {
+    p.parent.name
+    for folder in ("libs", "services")
+    for p in ROOT.glob(f"{folder}/*/pyproject.toml")
+}
 
 
 def frozen_pins() -> list[str]:

@@ -12,7 +12,7 @@ import inspect
 import json
 import re
 import sys
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import SecretStr, TypeAdapter
@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings
 
 from servicekit.settings import ServiceSettings, TokenSettings
 
-SERVICES = ["auth", "recipes", "media", "notifier", "backup"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from platform_layout import LAYOUT
+
 #: Fields every service with that field uses the same way.
 CONVENTIONS = {
     "api_host": "address the API listens on",
@@ -76,7 +78,7 @@ def shown(field: FieldInfo, value: Any) -> str:
 
 def service_classes() -> dict[str, type[BaseSettings]]:
     return {
-        service: importlib.import_module(f"{service}.settings").Settings for service in SERVICES
+        service: importlib.import_module(f"{service}.settings").Settings for service in LAYOUT.names
     }
 
 

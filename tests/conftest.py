@@ -27,11 +27,9 @@ from servicekit.testing import Infrastructure, VhostAdmin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-import platformctl  # noqa: E402  (the runner's service table, from deploy/local)
+from platform_layout import LAYOUT  # noqa: E402  (deploy/platform.toml, from deploy/local)
 
 RUNNER = ROOT / "deploy" / "local" / "platformctl.py"
-#: Every port the platform uses, before the offset.
-BASE_PORTS = (8001, 8002, 8003, 8080, 9001, 9002, 9003, 9004, 9005)
 
 
 @dataclass
@@ -49,6 +47,14 @@ class RunningPlatform:
             text=True,
             timeout=120,
         )
+
+    @property
+    def port_offset(self) -> int:
+        return int(self.env["PLATFORM_PORT_OFFSET"])
+
+    def health_port(self, service: str) -> int:
+        """Where a service's worker answers /readyz and /metrics on this platform."""
+        return LAYOUT.service(service).health_port + self.port_offset
 
     @property
     def mail_dir(self) -> Path:
@@ -76,7 +82,7 @@ def ports_free(offset: int) -> bool:
     Offsets stay below the ephemeral range (32768 and up), where outgoing connections could
     take a port between this check and the start.
     """
-    for port in BASE_PORTS:
+    for port in LAYOUT.ports:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
             try:
@@ -107,8 +113,8 @@ def platform_on(
     var_dir = tmp_path_factory.mktemp("platform") / "var"
     # Where `migrate` sets the queue policies: a container's management port is mapped anywhere.
     management = {
-        f"{service.prefix}AMQP_MANAGEMENT_URL": vhost_admin.management_url
-        for service in platformctl.SERVICES
+        f"{service.env_prefix}AMQP_MANAGEMENT_URL": vhost_admin.management_url
+        for service in LAYOUT.services
     }
     env = {
         **os.environ,
@@ -129,7 +135,7 @@ def platform_on(
         if up.returncode != 0:
             pytest.fail(f"the platform did not start:\n{up.stdout}\n{up.stderr}")
         yield RunningPlatform(
-            gateway_url=f"http://127.0.0.1:{8080 + offset}", var_dir=var_dir, env=env
+            gateway_url=f"http://127.0.0.1:{LAYOUT.gateway_port + offset}", var_dir=var_dir, env=env
         )
     finally:
         subprocess.run([sys.executable, str(RUNNER), "down"], env=env, capture_output=True)

@@ -16,12 +16,13 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from platform_layout import LAYOUT
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "gateway" / "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 #: Directories nginx writes temporary request and response bodies to, under the run dir.
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "public_cache")
 
-DEFAULT_PORT = 8080
 #: The platform's upload limit (the recipes service refuses larger images with 413 too).
 DEFAULT_UPLOAD_LIMIT = "10m"
 DEFAULT_AUTH_TOKEN_RATE = "5r/s"
@@ -45,15 +46,16 @@ def local_values(
     run_dir: Path,
     log_dir: Path,
     media_root: Path,
-    port: int = DEFAULT_PORT,
-    auth_upstream: str = "127.0.0.1:8001",
-    recipes_upstream: str = "127.0.0.1:8002",
-    notifier_upstream: str = "127.0.0.1:8003",
+    port: int = LAYOUT.gateway_port,
+    auth_upstream: str = f"127.0.0.1:{LAYOUT.service('auth').port_of('api')}",
+    recipes_upstream: str = f"127.0.0.1:{LAYOUT.service('recipes').port_of('api')}",
+    notifier_upstream: str = f"127.0.0.1:{LAYOUT.service('notifier').port_of('api')}",
     upload_limit: str = DEFAULT_UPLOAD_LIMIT,
     auth_token_rate: str = DEFAULT_AUTH_TOKEN_RATE,
     auth_token_burst: str = DEFAULT_AUTH_TOKEN_BURST,
 ) -> dict[str, str]:
-    """The values for a gateway on loopback in front of services on this machine."""
+    """The values for a gateway on loopback in front of services on this machine (by default
+    on deploy/platform.toml's ports)."""
     return {
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
         "RUN_DIR": str(run_dir.resolve()),
@@ -112,7 +114,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--media-root", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=int, default=LAYOUT.gateway_port)
     parser.add_argument("--out", type=Path, help="default: RUN_DIR/nginx.conf")
     args = parser.parse_args()
     values = local_values(

@@ -3,6 +3,8 @@
     uv run python deploy/local/platformctl.py up|down|logs|status
     uv run python deploy/local/platformctl.py run SERVICE COMMAND...   (e.g. run backup run-now)
 
+What runs, and on which ports, is deploy/platform.toml (read by platform_layout.py).
+
 ``up`` makes sure PostgreSQL and RabbitMQ run (scripts/ensure-infra) and nginx is installed,
 runs every service's migrations (each creates its own database), starts every API, worker and
 the gateway in the background, waits until each ``/readyz`` answers 200 and prints where things
@@ -19,9 +21,9 @@ environment wins). The end-to-end test uses them to run a platform of its own be
                            (default postgresql+psycopg://postgres@127.0.0.1:5432/)
     PLATFORM_DB_PREFIX     prefix of every service's database name (default none: auth, recipes…)
     PLATFORM_AMQP_URL      broker URL, vhost included (default amqp://guest:guest@127.0.0.1:5672/)
-    PLATFORM_PORT_OFFSET   added to every port: APIs 8001-8003, worker health 9001-9005
-    GATEWAY_PORT           gateway port (default 8080 + offset)
-    PLATFORM_SERVICES      comma-separated subset of services to run (default: all five)
+    PLATFORM_PORT_OFFSET   added to every port of deploy/platform.toml (APIs, worker health)
+    GATEWAY_PORT           gateway port (default deploy/platform.toml's + offset)
+    PLATFORM_SERVICES      comma-separated subset of services to run (default: all of them)
     PLATFORM_START_TIMEOUT seconds to wait for readiness (default 180: a busy 2-core machine
                            took over 60 s to start every API process of `make up`)
     PLATFORM_SKIP_INFRA    1: do not run scripts/ensure-infra (the caller made sure)
@@ -48,33 +50,10 @@ from pathlib import Path
 import gateway_config
 import processes
 from dotenv import dotenv_values
+from platform_layout import LAYOUT, ServiceLayout
 from processes import ProcessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    #: Base ports; the runner adds the port offset.
-    api_port: int | None
-    health_port: int
-    #: Checks access tokens against the auth service's key set (has ``<PREFIX>JWKS_URL``).
-    verifies_tokens: bool = False
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.name.upper()}_"
-
-
-SERVICES = (
-    Service("auth", 8001, 9001),
-    Service("recipes", 8002, 9002, verifies_tokens=True),
-    Service("notifier", 8003, 9003, verifies_tokens=True),
-    Service("media", None, 9004),
-    Service("backup", None, 9005),
-)
-GATEWAY_BASE_PORT = gateway_config.DEFAULT_PORT
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -93,7 +72,7 @@ class Platform:
     amqp_url: str
     port_offset: int
     gateway_port: int
-    services: tuple[Service, ...]
+    services: tuple[ServiceLayout, ...]
     start_timeout: float
     skip_infra: bool
     bin_dir: Path
@@ -106,7 +85,7 @@ class Platform:
         env = {**read_env_file(var_dir / "platform.env"), **environ}
         offset = int(env.get("PLATFORM_PORT_OFFSET", "0"))
         wanted = [s.strip() for s in env.get("PLATFORM_SERVICES", "").split(",") if s.strip()]
-        unknown = set(wanted) - {s.name for s in SERVICES}
+        unknown = set(wanted) - set(LAYOUT.names)
         if unknown:
             raise SystemExit(f"PLATFORM_SERVICES: unknown service(s) {', '.join(sorted(unknown))}")
         base_url = env.get("PLATFORM_DB_BASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
@@ -116,8 +95,8 @@ class Platform:
             db_prefix=env.get("PLATFORM_DB_PREFIX", ""),
             amqp_url=env.get("PLATFORM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             port_offset=offset,
-            gateway_port=int(env.get("GATEWAY_PORT", GATEWAY_BASE_PORT + offset)),
-            services=tuple(s for s in SERVICES if not wanted or s.name in wanted),
+            gateway_port=int(env.get("GATEWAY_PORT", LAYOUT.gateway_port + offset)),
+            services=tuple(s for s in LAYOUT.services if not wanted or s.name in wanted),
             start_timeout=float(env.get("PLATFORM_START_TIMEOUT", "180")),
             skip_infra=env.get("PLATFORM_SKIP_INFRA", "") not in ("", "0"),
             bin_dir=Path(env.get("PLATFORM_BIN_DIR", Path(sys.executable).parent)),
@@ -143,6 +122,10 @@ class Platform:
     def port(self, base: int) -> int:
         return base + self.port_offset
 
+    def api_address(self, service: str) -> str:
+        """``host:port`` of a service's API on this platform (deploy/platform.toml's port)."""
+        return f"127.0.0.1:{self.port(LAYOUT.service(service).port_of('api'))}"
+
     def media_credential(self) -> str:
         """The media worker's credential at the recipes service: made once per var dir, kept
         there (owner-only) so that a restarted process gets the same one."""
@@ -153,10 +136,10 @@ class Platform:
             path.write_text(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
-    def service_env(self, service: Service) -> dict[str, str]:
+    def service_env(self, service: ServiceLayout) -> dict[str, str]:
         """The computed settings of one service; explicit values in the environment win."""
-        p = service.prefix
-        recipes_url = f"http://127.0.0.1:{self.port(8002)}"
+        p = service.env_prefix
+        recipes_url = f"http://{self.api_address('recipes')}"
         computed = {
             f"{p}DATABASE_URL": f"{self.db_base_url}{self.db_prefix}{service.name}",
             f"{p}AMQP_URL": self.amqp_url,
@@ -177,7 +160,7 @@ class Platform:
         }
         if service.verifies_tokens:
             # Every verifier trusts the auth service of this platform, not the default one.
-            jwks = f"http://127.0.0.1:{self.port(8001)}/api/auth/.well-known/jwks.json"
+            jwks = f"http://{self.api_address('auth')}/api/auth/.well-known/jwks.json"
             computed[f"{p}JWKS_URL"] = jwks
         if service.api_port is not None:
             computed[f"{p}API_PORT"] = str(self.port(service.api_port))
@@ -198,9 +181,9 @@ class Platform:
             log_dir=self.log_dir,
             media_root=self.media_dir,
             port=self.gateway_port,
-            auth_upstream=f"127.0.0.1:{self.port(8001)}",
-            recipes_upstream=f"127.0.0.1:{self.port(8002)}",
-            notifier_upstream=f"127.0.0.1:{self.port(8003)}",
+            auth_upstream=self.api_address("auth"),
+            recipes_upstream=self.api_address("recipes"),
+            notifier_upstream=self.api_address("notifier"),
         )
 
     @property
@@ -212,11 +195,9 @@ class Platform:
         specs = []
         for service in self.services:
             env = self.service_env(service)
-            commands = ["api", "worker"] if service.api_port is not None else ["worker"]
-            for command in commands:
+            for command in service.processes:
                 name = f"{service.name}-{command}"
-                port = service.api_port if command == "api" else service.health_port
-                assert port is not None
+                port = service.port_of(command)
                 specs.append(
                     ProcessSpec(
                         name=name,
@@ -479,7 +460,7 @@ def status(platform: Platform) -> None:
 
 def run(platform: Platform, arguments: list[str]) -> None:
     """A service's command with the platform's settings, e.g. ``backup run-now``."""
-    services = {s.name: s for s in SERVICES}
+    services = {s.name: s for s in LAYOUT.services}
     if not arguments or arguments[0] not in services:
         raise SystemExit(f"usage: run SERVICE COMMAND... (SERVICE: {', '.join(services)})")
     service = services[arguments[0]]

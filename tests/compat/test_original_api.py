@@ -31,6 +31,7 @@ import httpx
 import pytest
 from conftest import RunningPlatform, wait_for
 from PIL import ExifTags, Image
+from platform_layout import LAYOUT
 
 from compat.client import PASSWORD, access_token, bearer, register, unique
 
@@ -59,12 +60,13 @@ def claims(token: str) -> dict[str, Any]:
 
 def consumed(platform: RunningPlatform, service: str, event_type: str) -> float:
     """Events of a type a worker has handled (its /metrics): the only sign an event arrived."""
-    port = {"notifier": 9003, "backup": 9005}[service] + int(platform.env["PLATFORM_PORT_OFFSET"])
+    port = platform.health_port(service)
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return 0.0
-    labels = (f'queue="{service}.events"', f'event_type="{event_type}"', 'outcome="handled"')
+    queue = LAYOUT.service(service).queue
+    labels = (f'queue="{queue}"', f'event_type="{event_type}"', 'outcome="handled"')
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from docker.models.containers import Container
+from platform_layout import LAYOUT
 
-SERVICES = ("auth", "recipes", "notifier", "media", "backup")
+SERVICES = LAYOUT.names
 POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "postgres:16")
 RABBITMQ_IMAGE = os.environ.get("RABBITMQ_IMAGE", "rabbitmq:3.13-management")
 TAG = os.environ.get("TAG", "dev")

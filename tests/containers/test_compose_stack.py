@@ -23,6 +23,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from platform_layout import LAYOUT
 from recipe_story import tell_the_recipe_story
 
 from containers.docker_checks import published_port, wait_until
@@ -37,10 +38,7 @@ FILES = [
     "-f",
     str(Path(__file__).with_name("compose.checks.yaml")),
 ]
-PROCESSES = ["auth-api", "auth-worker", "recipes-api", "recipes-worker", "notifier-api"]
-PROCESSES += ["notifier-worker", "media-worker", "backup-worker"]
-#: The workers' health and metrics ports inside their containers.
-METRICS_PORTS = {"notifier": 9003, "backup": 9005}
+PROCESSES = [f"{s.name}-{process}" for s in LAYOUT.services for process in s.processes]
 EXPORTS = (
     "import json, pathlib; print(json.dumps([p.read_text() for p in"
     " sorted(pathlib.Path('var/backup/backups').glob('users_*.csv'))]))"
@@ -99,7 +97,9 @@ class ComposeStack:
         return bool(found.attrs["State"].get("Health", {}).get("Status") == "healthy")
 
     def metrics(self, service: str) -> str:
-        port = published_port(self.container(f"{service}-worker"), METRICS_PORTS[service])
+        port = published_port(
+            self.container(f"{service}-worker"), LAYOUT.service(service).health_port
+        )
         try:
             return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         except httpx.HTTPError:

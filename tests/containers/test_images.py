@@ -13,13 +13,18 @@ import httpx
 import pytest
 from docker.models.containers import Container
 from docker.models.networks import Network
+from platform_layout import LAYOUT
 
 from containers.docker_checks import SERVICES, published_port, service_image, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-#: The port each service's main process answers health on inside its container.
-HEALTH_PORTS = {"auth": 8001, "recipes": 8002, "notifier": 8003, "media": 9004, "backup": 9005}
+
+def main_process_port(service: str) -> int:
+    """Where the image's default process (its first: the API, else the worker) answers health
+    inside its container: the service's own default, which deploy/platform.toml states."""
+    layout = LAYOUT.service(service)
+    return layout.port_of(layout.processes[0])
 
 
 def environment(service: str, infrastructure: dict[str, str]) -> dict[str, str]:
@@ -64,11 +69,12 @@ def test_the_image_migrates_then_serves_health_and_readiness(
         migrate.remove(force=True)
 
     # No command: the image's default process (the API, or the worker of a service without one).
+    health_port = main_process_port(service)
     process: Container = engine.containers.run(
-        image.id, detach=True, ports={f"{HEALTH_PORTS[service]}/tcp": ("127.0.0.1", None)}, **run
+        image.id, detach=True, ports={f"{health_port}/tcp": ("127.0.0.1", None)}, **run
     )
     try:
-        port = published_port(process, HEALTH_PORTS[service])
+        port = published_port(process, health_port)
 
         def answers(path: str) -> bool:
             try:

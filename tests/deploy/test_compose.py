@@ -1,4 +1,5 @@
-"""compose.yaml: checked structurally everywhere, validated by docker-compose where present."""
+"""compose.yaml: checked structurally everywhere, validated by docker-compose where present;
+its services, prefixes and ports checked against deploy/platform.toml."""
 
 import os
 import shutil
@@ -6,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from platform_layout import LAYOUT
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"auth": True, "recipes": True, "notifier": True, "media": False, "backup": False}
 INFRA = {"rabbitmq", "postgres", "mailpit", "gateway"}
 CLUSTER = {"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"}
 
@@ -29,8 +31,9 @@ def _platform_containers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_service_runs_its_api_and_worker_apart(compose: dict[str, Any]) -> None:
     expected = INFRA | CLUSTER
-    for name, has_api in SERVICES.items():
-        expected |= {f"{name}-migrate", f"{name}-worker"} | ({f"{name}-api"} if has_api else set())
+    for service in LAYOUT.services:
+        expected |= {f"{service.name}-migrate"}
+        expected |= {f"{service.name}-{process}" for process in service.processes}
 
     assert set(compose["services"]) == expected
 
@@ -48,7 +51,7 @@ def test_infrastructure(compose: dict[str, Any]) -> None:
         str(v).endswith("/docker-entrypoint-initdb.d/10-databases.sql:ro")
         for v in services["postgres"]["volumes"]
     )
-    for name in SERVICES:
+    for name in LAYOUT.names:
         assert f"CREATE DATABASE {name};" in init.read_text()
     for name in ("rabbitmq", "postgres", "mailpit", "gateway"):
         assert services[name]["healthcheck"]["test"]
@@ -68,12 +71,13 @@ def test_each_container_is_built_from_the_one_dockerfile(compose: dict[str, Any]
 def test_configured_only_through_environment_variables(compose: dict[str, Any]) -> None:
     for name, svc in _platform_containers(compose).items():
         service = name.rsplit("-", 1)[0]
+        prefix = LAYOUT.service(service).env_prefix
         assert "env_file" not in svc
         env = svc["environment"]
         assert isinstance(env, dict)
-        assert all(key.startswith(f"{service.upper()}_") for key in env), name
-        assert env[f"{service.upper()}_DATABASE_URL"].endswith(f"@postgres:5432/{service}")
-        assert "@rabbitmq:5672/" in env[f"{service.upper()}_AMQP_URL"]
+        assert all(key.startswith(prefix) for key in env), name
+        assert env[f"{prefix}DATABASE_URL"].endswith(f"@postgres:5432/{service}")
+        assert "@rabbitmq:5672/" in env[f"{prefix}AMQP_URL"]
         # Data lives in named volumes, never in the source tree.
         assert all(not str(v).startswith((".", "/")) for v in svc.get("volumes", [])), name
 
@@ -95,7 +99,7 @@ def test_processes_start_after_infrastructure_and_migrations_by_health(
             check = ["/usr/local/lib/platform/process.py", "check"]
             assert svc["healthcheck"]["test"][-2:] == check
     gateway_deps = compose["services"]["gateway"]["depends_on"]
-    assert {f"{n}-api" for n, api in SERVICES.items() if api} == set(gateway_deps)
+    assert {f"{s.name}-api" for s in LAYOUT.apis} == set(gateway_deps)
     assert all(d["condition"] == "service_healthy" for d in gateway_deps.values())
 
 
@@ -164,11 +168,61 @@ def test_production_starts_with_every_secret_set() -> None:
 
 def test_production_is_the_default_mode(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("auth-api", "recipes-api", "notifier-api"):
-        service = name.split("-")[0].upper()
-        assert services[name]["environment"][f"{service}_ENVIRONMENT"].endswith(":-production}")
-    published = "${GATEWAY_ADDRESS:-0.0.0.0}:${GATEWAY_PORT:-8080}:8080"
+    for service in LAYOUT.apis:
+        env = services[f"{service.name}-api"]["environment"]
+        assert env[f"{service.env_prefix}ENVIRONMENT"].endswith(":-production}")
+    port = LAYOUT.gateway_port
+    published = f"${{GATEWAY_ADDRESS:-0.0.0.0}}:${{GATEWAY_PORT:-{port}}}:{port}"
     assert services["gateway"]["ports"] == [published]
+
+
+def _port(url: str) -> int | None:
+    return urlsplit(url).port
+
+
+def test_the_gateway_and_the_services_reach_each_other_on_the_layout_ports(
+    compose: dict[str, Any],
+) -> None:
+    """Services listen on their defaults (the layout's ports); compose names them, not sets."""
+    services = compose["services"]
+    gateway = services["gateway"]["environment"]
+    assert gateway["GATEWAY_LISTEN"] == f"0.0.0.0:{LAYOUT.gateway_port}"
+    assert (
+        f"127.0.0.1:{LAYOUT.gateway_port}/healthz" in services["gateway"]["healthcheck"]["test"][-1]
+    )
+    for service in LAYOUT.apis:
+        upstream = f"{service.name}-api:{service.api_port}"
+        assert gateway[f"{service.name.upper()}_UPSTREAM"] == upstream
+    auth_api = f"auth-api:{LAYOUT.service('auth').api_port}"
+    recipes_api = f"http://recipes-api:{LAYOUT.service('recipes').api_port}"
+    for service in LAYOUT.services:
+        env = services[f"{service.name}-worker"]["environment"]
+        jwks = env.get(f"{service.env_prefix}JWKS_URL")
+        expected = f"http://{auth_api}/api/auth/.well-known/jwks.json"
+        assert jwks == (expected if service.verifies_tokens else None), service.name
+        # No port is set: each process listens on its service's default.
+        assert not {f"{service.env_prefix}API_PORT", f"{service.env_prefix}HEALTH_PORT"} & set(env)
+    assert services["recipes-api"]["environment"]["RECIPES_INTERNAL_BASE_URL"] == recipes_api
+    assert services["media-worker"]["environment"]["MEDIA_RECIPES_INTERNAL_URL"] == recipes_api
+
+
+def test_the_container_checks_publish_the_workers_health_ports() -> None:
+    """tests/containers/compose.checks.yaml: the metrics the stack test reads."""
+    checks = yaml.safe_load((ROOT / "tests" / "containers" / "compose.checks.yaml").read_text())
+    for name, svc in checks["services"].items():
+        if name in INFRA:
+            continue
+        service = LAYOUT.service(name.removesuffix("-worker"))
+        assert svc["ports"] == [f"127.0.0.1::{service.health_port}"], name
+
+
+def test_the_development_override_publishes_no_service_port() -> None:
+    """compose.dev.yaml opens the infrastructure to `make up`, whose ports are the layout's."""
+    dev = yaml.safe_load((ROOT / "compose.dev.yaml").read_text())
+    assert set(dev["services"]) <= INFRA
+    env = (ROOT / "deploy" / "compose" / "development.env").read_text()
+    (public,) = [line for line in env.splitlines() if line.startswith("PUBLIC_BASE_URL=")]
+    assert _port(public.split("=", 1)[1]) == LAYOUT.gateway_port
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")

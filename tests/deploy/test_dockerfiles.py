@@ -8,7 +8,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-SERVICES = ("auth", "recipes", "notifier", "media", "backup")
 
 
 def _stages() -> list[str]:

@@ -22,6 +22,7 @@ import gateway_config
 import httpx
 import pytest
 from conftest import wait_for
+from platform_layout import LAYOUT
 
 from servicekit.request_ids import MAX_REQUEST_ID_LENGTH
 
@@ -33,7 +34,7 @@ needs_nginx = pytest.mark.skipif(
 )
 
 
-def _values(tmp_path: Path, port: int = 8080, **upstreams: str) -> dict[str, str]:
+def _values(tmp_path: Path, port: int = LAYOUT.gateway_port, **upstreams: str) -> dict[str, str]:
     return gateway_config.local_values(
         run_dir=tmp_path / "run",
         log_dir=tmp_path / "log",
@@ -47,7 +48,7 @@ def test_every_placeholder_gets_a_value(tmp_path: Path) -> None:
     rendered = gateway_config.render(gateway_config.TEMPLATE.read_text(), _values(tmp_path))
 
     assert gateway_config.PLACEHOLDER.search(rendered) is None
-    assert "listen 127.0.0.1:8080;" in rendered
+    assert f"listen 127.0.0.1:{LAYOUT.gateway_port};" in rendered
     # nginx's own (lower-case) variables pass through untouched.
     assert "$request_id" in rendered and "$http_x_request_id" in rendered
 

@@ -7,6 +7,9 @@ Prometheus Operator and KEDA resources from the @kubernetes-models packages (the
 compiled; tests/deploy/k8s-models, run with node); CloudNativePG and RabbitMQ resources from
 the minimal hand-written schemas in tests/deploy/crd-schemas (no registry here ships theirs).
 A kind with none of these fails the test.
+
+Services, ports, prefixes and queues are checked against deploy/platform.toml: the pods listen on
+their services' defaults, which the layout states.
 """
 
 import importlib
@@ -21,13 +24,13 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from platform_layout import LAYOUT, ServiceLayout
 
 from servicekit.settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "production"]
-SERVICES = {"auth": 8001, "recipes": 8002, "notifier": 8003, "media": None, "backup": None}
 K8S_VERSION = kubernetes_validate.latest_version()
 CRD_SCHEMAS = Path(__file__).parent / "crd-schemas"
 MODELS_DIR = Path(__file__).parent / "k8s-models"
@@ -181,21 +184,42 @@ def test_each_service_has_deployments_probes_resources_and_budgets(
     deployments = _by_kind(rendered, "Deployment")
     budgets = _by_kind(rendered, "PodDisruptionBudget")
     services = _by_kind(rendered, "Service")
-    for name, api_port in SERVICES.items():
-        components = ["api", "worker"] if api_port else ["worker"]
-        for component in components:
+    for service in LAYOUT.services:
+        name = service.name
+        for component in service.processes:
             deployment = deployments[f"{name}-{component}"]
             pod = deployment["spec"]["template"]["spec"]
             (container,) = pod["containers"]
             assert container["command"] == [name, component]
+            (port,) = container["ports"]
+            assert port == {
+                "name": _port_name(component),
+                "containerPort": _port(service, component),
+            }
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                assert container[probe]["httpGet"]["port"] == port["name"], (name, probe)
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["resources"]["requests"] and container["resources"]["limits"]
             assert pod["securityContext"]["runAsNonRoot"] is True
             assert [c["command"] for c in pod["initContainers"]] == [[name, "migrate"]]
             assert f"{name}-{component}" in budgets
-        if api_port:
-            assert services[f"{name}-api"]["spec"]["ports"][0]["port"] == api_port
+        if service.has_api:
+            assert services[f"{name}-api"]["spec"]["ports"][0]["port"] == service.api_port
+    assert set(deployments) == {f"{s.name}-{p}" for s in LAYOUT.services for p in s.processes}
+
+
+def _port_name(process: str) -> str:
+    return "http" if process == "api" else "health"
+
+
+def _port(service: ServiceLayout, process: str) -> int:
+    return service.port_of(process)
+
+
+def _api_url(name: str) -> str:
+    """A service's API inside the cluster: its Service, on the layout's port."""
+    return f"http://{name}-api:{LAYOUT.service(name).api_port}"
 
 
 def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -244,10 +268,18 @@ def test_network_policies_deny_by_default_and_open_what_the_services_need(
     deny = policies["default-deny"]["spec"]
     assert deny["podSelector"] == {} and deny["ingress"] == [] and deny["egress"] == []
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
-    for name, port in SERVICES.items():
-        if port is not None:
-            (from_gateway, *_) = policies[f"{name}-api"]["spec"]["ingress"]
-            assert from_gateway["ports"] == [{"protocol": "TCP", "port": port}]
+    for service in LAYOUT.apis:
+        for rule in policies[f"{service.name}-api"]["spec"]["ingress"]:
+            assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    (scrapes,) = policies["workers"]["spec"]["ingress"]
+    assert scrapes["ports"] == [{"protocol": "TCP", "port": "health"}]
+    # Egress to another service names its port: the number the layout gives.
+    (to_auth,) = policies["token-verifiers"]["spec"]["egress"]
+    assert to_auth["ports"] == [{"protocol": "TCP", "port": LAYOUT.service("auth").api_port}]
+    verifiers = policies["token-verifiers"]["spec"]["podSelector"]["matchExpressions"]
+    assert verifiers[0]["values"] == [s.name for s in LAYOUT.services if s.verifies_tokens]
+    (to_recipes, _) = policies["media-worker"]["spec"]["egress"]
+    assert to_recipes["ports"] == [{"protocol": "TCP", "port": LAYOUT.service("recipes").api_port}]
     egress = policies["platform-egress"]["spec"]["egress"]
     assert {rule["ports"][0]["port"] for rule in egress} == {5432, 5672, 4318}
 
@@ -321,10 +353,11 @@ def test_checkov_finds_nothing_in_the_production_render(tmp_path: Path) -> None:
 
 def test_each_api_runs_one_process_per_requested_core(rendered: list[dict[str, Any]]) -> None:
     deployments = _by_kind(rendered, "Deployment")
-    for name in ("auth", "recipes", "notifier"):
+    for service in LAYOUT.apis:
+        name = service.name
         (container,) = deployments[f"{name}-api"]["spec"]["template"]["spec"]["containers"]
         env = {v["name"]: v for v in container["env"]}
-        processes = env[f"{name.upper()}_API_PROCESSES"]["valueFrom"]["resourceFieldRef"]
+        processes = env[f"{service.env_prefix}API_PROCESSES"]["valueFrom"]["resourceFieldRef"]
         assert processes == {"containerName": "api", "resource": "requests.cpu", "divisor": "1"}
         assert "cpu" in container["resources"]["requests"]
 
@@ -335,7 +368,7 @@ def test_the_media_worker_scales_on_its_queue(rendered: list[dict[str, Any]]) ->
     assert scaled["spec"]["scaleTargetRef"]["name"] == "media-worker"
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == "media.events"
+    assert trigger["metadata"]["queueName"] == LAYOUT.service("media").queue
     assert "media-worker" not in _by_kind(rendered, "HorizontalPodAutoscaler")
 
 
@@ -351,10 +384,11 @@ def test_the_gateway_routes_the_public_prefixes_only(rendered: list[dict[str, An
                 assert match["path"]["type"] == "PathPrefix"
                 paths[match["path"]["value"]] = (backend["name"], backend["port"])
 
+    api = {s.name: (f"{s.name}-api", s.api_port) for s in LAYOUT.apis}
     assert paths == {
-        "/api/auth/": ("auth-api", 8001),
-        "/api/recipes": ("recipes-api", 8002),
-        "/api/notifications/": ("notifier-api", 8003),
+        "/api/auth/": api["auth"],
+        "/api/recipes": api["recipes"],
+        "/api/notifications/": api["notifier"],
     }
 
 
@@ -366,8 +400,8 @@ def test_production_runs_rabbitmq_as_a_cluster_and_postgres_per_service() -> Non
     assert rabbitmq["spec"]["replicas"] == 3
     assert rabbitmq["spec"]["image"].startswith("rabbitmq:4.")
     assert "default_queue_type = quorum" in rabbitmq["spec"]["rabbitmq"]["additionalConfig"]
-    assert set(databases) == {f"{name}-db" for name in SERVICES}
-    for name in SERVICES:
+    assert set(databases) == {f"{name}-db" for name in LAYOUT.names}
+    for name in LAYOUT.names:
         assert databases[f"{name}-db"]["spec"]["bootstrap"]["initdb"]["database"] == name
         assert databases[f"{name}-db"]["spec"]["instances"] >= 3
     apis = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")]
@@ -392,3 +426,20 @@ def test_configmaps_and_secret_files_name_only_real_settings(
         }
         assert unknown_variables(settings_class, configs[f"{service}-config"]["data"]) == []
         assert unknown_variables(settings_class, files) == []
+
+
+def test_configmaps_name_the_other_services_on_their_layout_ports(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """No port is set (each pod listens on its service's default); URLs of others use them."""
+    configs = _by_kind(rendered, "ConfigMap")
+    jwks = f"{_api_url('auth')}/api/auth/.well-known/jwks.json"
+    for service in LAYOUT.services:
+        data = configs[f"{service.name}-config"]["data"]
+        assert all(key.startswith(service.env_prefix) for key in data), service.name
+        assert not {f"{service.env_prefix}API_PORT", f"{service.env_prefix}HEALTH_PORT"} & set(data)
+        assert data.get(f"{service.env_prefix}JWKS_URL") == (
+            jwks if service.verifies_tokens else None
+        ), service.name
+    assert configs["recipes-config"]["data"]["RECIPES_INTERNAL_BASE_URL"] == _api_url("recipes")
+    assert configs["media-config"]["data"]["MEDIA_RECIPES_INTERNAL_URL"] == _api_url("recipes")

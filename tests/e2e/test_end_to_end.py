@@ -11,9 +11,6 @@ from recipe_story import tell_the_recipe_story
 
 pytestmark = pytest.mark.integration
 
-#: Each worker's health and metrics port, before the platform's port offset.
-METRICS_PORTS = {"notifier": 9003, "backup": 9005}
-
 
 class MadeUpPlatform:
     """``running_platform`` seen as a StoryPlatform: ports on loopback, files in its var dir."""
@@ -23,7 +20,7 @@ class MadeUpPlatform:
         self.gateway_url = platform.gateway_url
 
     def metrics(self, service: str) -> str:
-        port = METRICS_PORTS[service] + int(self._platform.env["PLATFORM_PORT_OFFSET"])
+        port = self._platform.health_port(service)
         try:
             return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         except httpx.HTTPError:

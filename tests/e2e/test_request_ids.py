@@ -28,8 +28,7 @@ HOSTILE_IDS = [
 
 def consumed(platform: RunningPlatform, service: str, outcome: str) -> float:
     """``user.registered`` events a worker finished with ``outcome``, from its /metrics."""
-    offset = int(platform.env["PLATFORM_PORT_OFFSET"])
-    port = {"notifier": 9003, "backup": 9005}[service] + offset
+    port = platform.health_port(service)
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     labels = ('event_type="user.registered"', f'outcome="{outcome}"')
     return sum(

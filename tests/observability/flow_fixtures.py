@@ -17,19 +17,18 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, eventually, free_port
+from observability.recipe_flow import FAST_RETRIES, Gateway, RecipeFlow, free_port
 from pydantic import SecretStr
 
 import media.main
+import recipes.app
 import recipes.main
 from media.settings import Settings as MediaSettings
 from recipes.settings import Settings as RecipesSettings
 from servicekit.consumer import Consumer
-from servicekit.db import create_engine, create_session_maker
-from servicekit.health import Readiness, health_app
+from servicekit.health import health_app
 from servicekit.migrations import upgrade_database
-from servicekit.runtime import Messaging
-from servicekit.testing import TokenFactory, Vhost, truncate_all
+from servicekit.testing import TokenFactory, Vhost, eventually, truncate_all
 
 
 @pytest.fixture(scope="session")
@@ -149,40 +148,26 @@ async def recipe_flow(
         outbox_poll_interval=0.1,
         workers=1,
     )
-    recipes_worker, recipes_readiness = recipes.main.build_messaging(recipes_settings)
-    media_engine = create_engine(media_database, pool_size=10)
-    media_sessions = create_session_maker(media_engine)
-    pipeline = media.main.build_pipeline(media_settings, media_sessions)
-    media_consumer = media.main.build_consumer(media_settings, media_sessions, pipeline)
-    media_worker = Messaging(
-        amqp_url=vhost.url,
-        database_url=media_database,
-        session_maker=media_sessions,
-        consumers=[media_consumer],
-        poll_interval=0.1,
-    )
-    media_readiness = Readiness(
-        engine=media_engine, bus=media_worker.bus, consumers=[media_consumer]
-    )
-    app = recipes.main.create_app(recipes_settings, token_verifier=token_factory.verifier())
-    try:
-        await recipes_worker.start()
-        await media_worker.start()
-        await _attached([*recipes_worker.consumers, media_consumer])
-        async with serving(app, recipes_port):
-            yield RecipeFlow(
-                recipes_url=recipes_url,
-                gateway=gateway,
-                media_health=health_app(media_readiness),
-                recipes_worker_health=health_app(recipes_readiness),
-                amqp_url=vhost.url,
-                token_factory=token_factory,
+    app = recipes.app.create_app(recipes_settings, token_verifier=token_factory.verifier())
+    async with (
+        recipes.main.service.open_worker(recipes_settings) as recipes_worker,
+        media.main.service.open_worker(media_settings) as media_worker,
+    ):
+        try:
+            await recipes_worker.messaging.start()
+            await media_worker.messaging.start()
+            await _attached(
+                [*recipes_worker.messaging.consumers, *media_worker.messaging.consumers]
             )
-    finally:
-        await media_worker.stop()
-        await recipes_worker.stop()
-        pipeline.renderer.close()
-        await pipeline.fetcher.aclose()
-        await media_engine.dispose()
-        if recipes_readiness.engine is not None:
-            await recipes_readiness.engine.dispose()
+            async with serving(app, recipes_port):
+                yield RecipeFlow(
+                    recipes_url=recipes_url,
+                    gateway=gateway,
+                    media_health=health_app(media_worker.readiness),
+                    recipes_worker_health=health_app(recipes_worker.readiness),
+                    amqp_url=vhost.url,
+                    token_factory=token_factory,
+                )
+        finally:
+            await media_worker.messaging.stop()
+            await recipes_worker.messaging.stop()

@@ -9,11 +9,8 @@ Each test gets fresh databases' contents and a vhost of its own. The fixtures ar
 ``flow_fixtures``; this module holds what tests call.
 """
 
-import asyncio
 import io
 import socket
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,22 +20,10 @@ from fastapi import FastAPI
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from servicekit.testing import TokenFactory
+from servicekit.testing import TokenFactory, eventually
 
 FAST_RETRIES = (0.05, 0.1)
 SELLER = {"user_id": 41, "username": "chef", "role": "seller"}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 30.0, what: str
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if result := await check():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 def photo_jpeg(width: int = 1200, height: int = 900) -> bytes:

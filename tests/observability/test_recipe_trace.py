@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from observability.recipe_flow import (
     RecipeFlow,
-    eventually,
 )
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from servicekit.logs import JsonFormatter
+from servicekit.testing import eventually
 from servicekit.tracing import capture_spans
 
 pytestmark = pytest.mark.integration

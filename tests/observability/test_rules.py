@@ -226,7 +226,7 @@ CASES = [
     ),
     AlertCase(
         "OutboxBacklogStale",
-        {'outbox_oldest_age_seconds{job="recipes",instance="r:8002"}': "0 30 70 130 190 250"},
+        {'outbox_oldest_age_seconds{job="recipes",instance="recipes-1"}': "0 30 70 130 190 250"},
         quiet_at="2m",
         fires_at="4m",
         labels=[{"job": "recipes"}],
@@ -234,7 +234,7 @@ CASES = [
     ),
     AlertCase(
         "OutboxQuarantineNotEmpty",
-        {'outbox_quarantined{job="auth",instance="a:8001"}': "0 0 0 1x5"},
+        {'outbox_quarantined{job="auth",instance="auth-1"}': "0 0 0 1x5"},
         quiet_at="2m",
         fires_at="3m",
         labels=[{"job": "auth"}],
@@ -242,10 +242,14 @@ CASES = [
     ),
     AlertCase(
         "ConsumerNotAttached",
-        {'consumers_attached{job="notifier",instance="n:9003",queue="notifier.events"}': "1 1 0x8"},
+        {
+            'consumers_attached{job="notifier",instance="notifier-1",queue="notifier.events"}': (
+                "1 1 0x8"
+            )
+        },
         quiet_at="3m",
         fires_at="5m",
-        labels=[{"job": "notifier", "instance": "n:9003", "queue": "notifier.events"}],
+        labels=[{"job": "notifier", "instance": "notifier-1", "queue": "notifier.events"}],
         summary="notifier is not consuming notifier.events",
     ),
     AlertCase(
@@ -262,7 +266,7 @@ CASES = [
     ),
     AlertCase(
         "DigestsOverdue",
-        {'notifier_digests_due{job="notifier",instance="n:9003"}': "0 3x40"},
+        {'notifier_digests_due{job="notifier",instance="notifier-1"}': "0 3x40"},
         quiet_at="20m",
         fires_at="35m",
         labels=[{"job": "notifier"}],
@@ -271,7 +275,7 @@ CASES = [
     AlertCase(
         # The test clock starts at 1970-01-01 00:00 UTC: due from 06:10, still due at 06:40.
         "DigestNotCompleteBy0630",
-        {'notifier_digests_due{job="notifier",instance="n:9003"}': "0x370 4x60"},
+        {'notifier_digests_due{job="notifier",instance="notifier-1"}': "0x370 4x60"},
         quiet_at="6h20m",
         fires_at="6h40m",
         labels=[{"job": "notifier"}],
@@ -280,7 +284,7 @@ CASES = [
     AlertCase(
         # A backup succeeded at the start of the test clock, then never again.
         "BackupMissing",
-        {'backup_last_success_timestamp_seconds{job="backup",instance="b:9005"}': "0x11600"},
+        {'backup_last_success_timestamp_seconds{job="backup",instance="backup-1"}': "0x11600"},
         quiet_at="7d",
         fires_at="8d20m",
         labels=[{"job": "backup"}],
@@ -302,11 +306,11 @@ CASES = [
     ),
     AlertCase(
         "ServiceDown",
-        {'up{job="media",instance="m:9004"}': "1 1 0x6"},
+        {'up{job="media",instance="media-1"}': "1 1 0x6"},
         quiet_at="3m",
         fires_at="5m",
-        labels=[{"job": "media", "instance": "m:9004"}],
-        summary="media (m:9004) cannot be scraped",
+        labels=[{"job": "media", "instance": "media-1"}],
+        summary="media (media-1) cannot be scraped",
     ),
 ]
 

@@ -27,7 +27,6 @@ import pytest
 from fastapi import FastAPI
 from observability.recipe_flow import (
     RecipeFlow,
-    eventually,
     free_port,
     metric_names,
     metric_value,
@@ -35,6 +34,7 @@ from observability.recipe_flow import (
 from prometheus_client.parser import text_string_to_metric_families
 
 import backup.main
+import backup.worker
 from backup.settings import Settings as BackupSettings
 from contracts import (
     EXCHANGE_NAME,
@@ -48,7 +48,7 @@ from servicekit.bus import dead_letter_queue_name, envelope_message
 from servicekit.db import libpq_url
 from servicekit.health import Readiness, health_app
 from servicekit.migrations import upgrade_database
-from servicekit.testing import Vhost, VhostAdmin
+from servicekit.testing import Vhost, VhostAdmin, eventually
 
 pytestmark = pytest.mark.integration
 #: ``recipe_flow`` and the fixtures it needs (not a conftest.py: see that module).
@@ -368,7 +368,7 @@ async def test_backup_last_success_moves_when_an_export_is_written(
 
     slot = datetime.now(UTC).replace(microsecond=0)
     result: Any = await asyncio.to_thread(
-        backup.main.build_exporter(settings).export_slot, slot, trigger="test"
+        backup.worker.build_exporter(settings).export_slot, slot, trigger="test"
     )
     after = await scrape()
 

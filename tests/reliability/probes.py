@@ -17,21 +17,14 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import psycopg
 from conftest import RunningPlatform
+from platform_layout import LAYOUT
 
 from servicekit.db import libpq_url
 from servicekit.testing import VhostAdmin
 
 PASSWORD = "Gooseberry-Crumble-42"
-#: Every consumer queue of the platform and the worker that serves it.
-CONSUMER_QUEUES = {
-    "recipes.events": "recipes",
-    "media.events": "media",
-    "notifier.events": "notifier",
-    "backup.events": "backup",
-}
-#: Base ports before the platform's offset.
-API_PORTS = {"auth": 8001, "recipes": 8002, "notifier": 8003}
-WORKER_PORTS = {"auth": 9001, "recipes": 9002, "notifier": 9003, "media": 9004, "backup": 9005}
+#: Every consumer queue of the platform and the worker that serves it (deploy/platform.toml).
+CONSUMER_QUEUES = {s.queue: s.name for s in LAYOUT.services if s.queue is not None}
 #: Marks the messages the poison test publishes on purpose (the accounting allows only these).
 POISON_HEADER = "x-reliability-poison"
 
@@ -81,10 +74,10 @@ class Platform:
 
     def readiness_urls(self) -> dict[str, str]:
         """Every process's /readyz, by process name (as platformctl names them)."""
-        urls = {f"{s}-api": p for s, p in API_PORTS.items()}
-        urls.update({f"{s}-worker": p for s, p in WORKER_PORTS.items()})
         return {
-            name: f"http://127.0.0.1:{port + self.offset}/readyz" for name, port in urls.items()
+            f"{s.name}-{process}": f"http://127.0.0.1:{s.port_of(process) + self.offset}/readyz"
+            for s in LAYOUT.services
+            for process in s.processes
         }
 
     def ready(self, url: str) -> bool:
@@ -98,13 +91,13 @@ class Platform:
 
     def consumed(self, service: str, event_type: str, outcome: str = "handled") -> float:
         """How many events of a type a worker has handled, from its /metrics."""
-        port = WORKER_PORTS[service] + self.offset
+        port = self.running.health_port(service)
         try:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         except httpx.HTTPError:
             return -1.0
         labels = (
-            f'queue="{service}.events"',
+            f'queue="{LAYOUT.service(service).queue}"',
             f'event_type="{event_type}"',
             f'outcome="{outcome}"',
         )

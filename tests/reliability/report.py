@@ -1,7 +1,9 @@
 """The reliability report: one row per scenario, written to reliability/report.md.
 
-The layout is fixed (every scenario has its row, in this order, whether it ran or not) so the
-file diffs cleanly between runs; only the figures change.
+The layout is fixed (every scenario has its row, in this order) so the file diffs cleanly
+between runs; only the figures change. A scenario this run did not run (one test run alone, the
+disruptive ones outside ``make test-reliability``) keeps the row and details of the last run
+that did: running part of the suite never erases what the rest measured.
 """
 
 from dataclasses import dataclass, field
@@ -73,5 +75,24 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path = REPORT_PATH) -> None:
+        earlier = previous_rows(path.read_text()) if path.exists() else {}
+        for key, title in SCENARIOS.items():
+            if self.rows[key].outcome == "not run" and title in earlier:
+                self.rows[key] = earlier[title]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.render())
+
+
+def previous_rows(text: str) -> dict[str, Row]:
+    """The rows (and their details) of a report as ``render`` wrote it, by scenario title."""
+    rows: dict[str, Row] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in SCENARIOS.values() and len(cells) == 8:
+            load, faults, accepted, verified, lost, duplicated, outcome = cells[1:]
+            rows[cells[0]] = Row(load, faults, accepted, verified, lost, duplicated, outcome)
+    for line in text.splitlines():
+        for title, row in rows.items():
+            if line.startswith(f"- {title}: "):
+                row.notes.append(line.removeprefix(f"- {title}: "))
+    return rows

@@ -38,7 +38,7 @@ from servicekit.bus import (
     retry_queue_name,
     send_to_queue,
 )
-from servicekit.testing import Infrastructure, VhostAdmin
+from servicekit.testing import Infrastructure, VhostAdmin, eventually
 from servicekit.topology import BrokerAdmin, migrate_topology
 
 pytestmark = pytest.mark.integration
@@ -47,15 +47,6 @@ T = TypeVar("T")
 QUEUE = "smoke.events"
 EVENTS_PER_PHASE = 1000
 BATCH = 100
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 class ConfirmedPublisher:
@@ -81,6 +72,7 @@ class ConfirmedPublisher:
             await eventually(
                 lambda batch=items: self._publish(batch),  # type: ignore[misc]
                 within=90,
+                interval=0.1,
                 what="a batch confirmed by the cluster",
             )
             self.sent.update(str(envelope.event_id) for envelope, _ in items)
@@ -136,7 +128,9 @@ async def take_ids(amqp_url: str, queue: str, until: set[str], within: float) ->
             return until <= received
 
         with contextlib.suppress(AssertionError):  # the caller names what is missing
-            await eventually(all_arrived, within=within, what=f"every message of {queue}")
+            await eventually(
+                all_arrived, within=within, interval=0.1, what=f"every message of {queue}"
+            )
     return received
 
 

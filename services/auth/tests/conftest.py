@@ -6,8 +6,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
+from auth.app import create_app
 from auth.keys import KeyRing
-from auth.main import SERVICE_DIR, create_app
+from auth.main import SERVICE_DIR
 from auth.settings import Settings
 from servicekit.migrations import upgrade_database
 from servicekit.testing import truncate_all

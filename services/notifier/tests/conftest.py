@@ -5,11 +5,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.app import create_app
 from notifier.db import SessionMaker, create_engine, create_session_maker
-from notifier.dispatch import Dispatcher
-from notifier.main import SERVICE_DIR, build_dispatcher, build_transport, create_app
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.transport import Transport
+from notifier.main import SERVICE_DIR
 from notifier.settings import Settings
-from notifier.transport import Transport
+from notifier.worker import build_dispatcher, build_transport
 from servicekit.migrations import upgrade_database
 from servicekit.testing import TokenFactory, truncate_all
 from tests.support import SmtpServer

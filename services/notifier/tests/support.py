@@ -1,11 +1,8 @@
 """Test helpers: a real SMTP server on loopback, users and digest material written as events."""
 
-import asyncio
 import email
 import socket
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -15,8 +12,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from contracts import RatingAdded, RecipeCreated, UserRegistered, UserRole
-from notifier import copies
 from notifier.models import Preference, Recipient
+from notifier.service import copies
 from servicekit.db import SessionMaker
 
 #: Monday 23 November 2026, 06:00 UTC, and the days around it.
@@ -114,7 +111,7 @@ async def add_user(
         version=1,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_user(session, event)
+        await copies.apply_user(session=session, event=event)
         if timezone is not None or not daily_digest:
             session.add(Preference(user_id=user_id, timezone=timezone, daily_digest=daily_digest))
         if bouncing:
@@ -135,7 +132,7 @@ async def add_recipe(
         updated_at=at,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_recipe_created(session, event)
+        await copies.apply_recipe_created(session=session, event=event)
 
 
 async def add_rating(
@@ -163,19 +160,7 @@ async def add_rating(
         rated_at=at,
     )
     async with session_maker() as session, session.begin():
-        await copies.apply_rating(session, event)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 20.0, interval: float = 0.05
-) -> None:
-    """Wait until ``check`` holds; fail with a clear message if it never does."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
+        await copies.apply_rating(session=session, event=event)
 
 
 def html_part(message: EmailMessage) -> str:

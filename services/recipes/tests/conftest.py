@@ -5,7 +5,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from recipes.main import SERVICE_DIR, create_app
+from recipes.app import create_app
+from recipes.main import SERVICE_DIR
 from recipes.settings import Settings
 from servicekit.db import SessionMaker
 from servicekit.migrations import upgrade_database

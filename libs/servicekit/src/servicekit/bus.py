@@ -1,8 +1,8 @@
 """The connection to RabbitMQ: one topic exchange, publishing with confirms.
 
 The queues of a consumer (``Q``, ``Q.retry.N``, ``Q.dlq``) and how they change between deploys
-are ``servicekit.topology``'s; their names and the retry settings are here, where publishers
-and consumers both find them.
+are ``servicekit.topology``'s; their names are here, where publishers and consumers both find
+them, and the retry policy (pure data, which the settings build) is ``servicekit.retries``'.
 """
 
 import asyncio
@@ -26,16 +26,16 @@ from pamqp import frame
 from pamqp.header import ContentHeader
 
 from contracts import EXCHANGE_NAME, Envelope
+from servicekit.defaults import DEFAULT_MAX_MESSAGE_BYTES
 from servicekit.metrics import EVENTS_PUBLISHED
 from servicekit.request_ids import is_valid_request_id
+
+# Re-exported: publishers and consumers have always found the retry settings here.
+from servicekit.retries import RetryPolicy as RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 HeaderValue = str | int | float | bool | None
-
-
-#: RabbitMQ's own ``max_message_size`` default (3.8 on): a bigger body closes the channel.
-DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
 class UnpublishableMessage(Exception):
@@ -62,19 +62,6 @@ class Publisher(Protocol):
     async def publish_many(
         self, items: Sequence[tuple[Envelope, Mapping[str, "HeaderValue"]]]
     ) -> list[PublishFailure | None]: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Delays (seconds) between attempts; after the last delay's attempt fails, dead-letter."""
-
-    delays: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
-    #: Deliveries without an ack (consumer crashes) before the broker dead-letters by itself.
-    delivery_limit: int = 20
-
-    @property
-    def max_attempts(self) -> int:
-        return len(self.delays) + 1
 
 
 def retry_queue_name(queue: str, step: int) -> str:

@@ -30,7 +30,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -45,6 +45,7 @@ from contracts import Envelope, Event, UnknownEventError, parse_event
 from servicekit.acks import Acknowledger
 from servicekit.bus import Bus, RetryPolicy
 from servicekit.db import SessionMaker
+from servicekit.defaults import DEFAULT_PREFETCH
 from servicekit.logs import log_context
 from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outbox import add_event
@@ -62,13 +63,35 @@ E = TypeVar("E", bound=Event)
 UNDECODABLE = (ValidationError, UnknownEventError, KeyError)
 
 
+R = TypeVar("R")
+
+
+class Resources:
+    """What a worker opened for its handlers (settings, an image pipeline...), found by type."""
+
+    def __init__(self, objects: Sequence[object] = ()) -> None:
+        self._objects = tuple(objects)
+
+    def get(self, kind: type[R]) -> R:
+        for candidate in self._objects:
+            if isinstance(candidate, kind):
+                return candidate
+        raise LookupError(f"the worker opened no {kind.__name__}")
+
+
 @dataclass
 class EventContext:
-    """What a handler gets besides the typed event: the transaction and the envelope."""
+    """What a handler gets besides the typed event: the transaction, the envelope, and the
+    worker's resources."""
 
     session: AsyncSession
     envelope: Envelope
     producer: str
+    resources: Resources = field(default_factory=Resources)
+
+    def resource(self, kind: type[R]) -> R:
+        """The worker's ``kind`` object (``servicekit.service``: the spec's resources)."""
+        return self.resources.get(kind)
 
     async def publish(self, event: Event, **kwargs: Any) -> Envelope:
         """Announce a follow-up event through the outbox, in this handler's transaction."""
@@ -105,13 +128,15 @@ class Consumer:
         producer: str,
         session_maker: SessionMaker,
         retry_policy: RetryPolicy | None = None,
-        prefetch: int = 32,
+        prefetch: int = DEFAULT_PREFETCH,
         batch_size: int = 1,
+        resources: Resources | None = None,
     ) -> None:
         if prefetch < 1 or batch_size < 1:
             raise ValueError("prefetch and batch_size must be at least 1")
         self.queue = queue
         self._producer = producer
+        self._resources = resources or Resources()
         self._session_maker = session_maker
         self.retry_policy = retry_policy or RetryPolicy()
         self._prefetch = prefetch
@@ -134,6 +159,25 @@ class Consumer:
     @property
     def routing_keys(self) -> list[str]:
         return sorted(self._handlers)
+
+    @property
+    def session_maker(self) -> SessionMaker:
+        return self._session_maker
+
+    async def apply(self, envelope: Envelope, *, session: AsyncSession) -> bool:
+        """Apply one decoded event in ``session``'s transaction, as for one message: claim its
+        id in the inbox, then run its handler. False if the inbox had it (the handler did not
+        run). How tests deliver an event through the real handlers without a broker."""
+        handler = self._handlers[envelope.type]
+        if envelope.event_id not in await _claim(session, self.queue, [envelope]):
+            return False
+        await self._run_handler(session, envelope, parse_event(envelope), handler)
+        return True
+
+    async def _run_handler(
+        self, session: AsyncSession, envelope: Envelope, event: Event, handler: Handler
+    ) -> None:
+        await handler(EventContext(session, envelope, self._producer, self._resources), event)
 
     @property
     def is_attached(self) -> bool:
@@ -309,17 +353,18 @@ class Consumer:
         outcomes: list[str] = []
         timings: list[tuple[str, float]] = []
         async with self._session_maker() as session, session.begin():
-            unseen = await _claim(session, self.queue, deliveries)
+            unseen = await _claim(session, self.queue, [d.envelope for d in deliveries])
             for delivery in deliveries:
                 event_id = delivery.envelope.event_id
                 if event_id not in unseen:  # applied before, or earlier in this batch
                     outcomes.append("duplicate")
                     continue
                 unseen.discard(event_id)
-                context = EventContext(session, delivery.envelope, self._producer)
                 started = time.perf_counter()
                 with self._message_scope(delivery.message) if span_each else nullcontext():
-                    await delivery.handler(context, delivery.event)
+                    await self._run_handler(
+                        session, delivery.envelope, delivery.event, delivery.handler
+                    )
                 timings.append((delivery.envelope.type, time.perf_counter() - started))
                 outcomes.append("handled")
         if span_each:  # a single message's time is observed by ``process``, commit included
@@ -337,15 +382,15 @@ _CLAIM = text(
 
 
 async def _claim(
-    session: AsyncSession, queue: str, deliveries: Sequence[Delivery]
+    session: AsyncSession, queue: str, envelopes: Sequence[Envelope]
 ) -> set[uuid.UUID]:
     """Insert the events' inbox rows; returns the ids not seen before (one round trip)."""
     claimed = await session.scalars(
         _CLAIM,
         {
             "consumer": queue,
-            "event_ids": [d.envelope.event_id for d in deliveries],
-            "event_types": [d.envelope.type for d in deliveries],
+            "event_ids": [e.event_id for e in envelopes],
+            "event_types": [e.type for e in envelopes],
         },
     )
     return set(claimed)

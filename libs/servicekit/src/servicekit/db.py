@@ -40,16 +40,9 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty, Full
 
-SessionMaker = async_sessionmaker[AsyncSession]
+from servicekit.defaults import DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT
 
-#: Most connections an engine holds (per process) unless its caller says otherwise. Two cores
-#: keep at most a handful of queries running at once; more connections only queue inside
-#: PostgreSQL, and eight processes a platform must fit ``max_connections`` (README).
-DEFAULT_POOL_SIZE = 5
-#: Seconds a connection may sit unused in the pool before it is closed.
-DEFAULT_IDLE_TIMEOUT = 60.0
-#: Seconds a checkout waits for a connection before it fails (a 503 in an API).
-DEFAULT_POOL_TIMEOUT = 30.0
+SessionMaker = async_sessionmaker[AsyncSession]
 
 
 class FairAsyncQueue(AsyncAdaptedQueue[Any]):

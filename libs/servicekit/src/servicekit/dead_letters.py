@@ -17,13 +17,14 @@ import aio_pika
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.bus import dead_letter_queue_name, send_to_queue
+from servicekit.defaults import DEFAULT_AMQP_URL, DEFAULT_PEEK_LIMIT
 from servicekit.redelivery import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
 
 
 class DeadLetterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="")
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = DEFAULT_AMQP_URL
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ async def count(amqp_url: str, queue: str) -> int:
         return dlq.declaration_result.message_count or 0
 
 
-async def peek(amqp_url: str, queue: str, limit: int = 20) -> list[DeadLetter]:
+async def peek(amqp_url: str, queue: str, limit: int = DEFAULT_PEEK_LIMIT) -> list[DeadLetter]:
     """Up to ``limit`` dead letters, left in the queue."""
     connection = await aio_pika.connect(amqp_url)
     letters: list[DeadLetter] = []
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print(f"{dead_letter_queue_name(args.queue)}: {asyncio.run(count(url, args.queue))}")
     elif args.command == "show":
-        for letter in asyncio.run(peek(url, args.queue, args.limit or 20)):
+        for letter in asyncio.run(peek(url, args.queue, args.limit or DEFAULT_PEEK_LIMIT)):
             print(json.dumps(_as_json(letter)))
     else:
         print(f"replayed {asyncio.run(replay(url, args.queue, args.limit))}")

@@ -23,8 +23,6 @@ from servicekit.tables import InboxMessage
 
 logger = logging.getLogger(__name__)
 
-#: Seven days.
-DEFAULT_INBOX_RETENTION = 7 * 24 * 3600.0
 #: Seconds between prunings.
 PRUNE_INTERVAL = 3600.0
 #: Rows one statement deletes.

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import EXCHANGE_NAME, Envelope, Event, make_envelope
 from servicekit.bus import Publisher, PublishFailure
 from servicekit.db import SessionMaker
+from servicekit.defaults import DEFAULT_OUTBOX_BATCH_SIZE, DEFAULT_OUTBOX_POLL_INTERVAL
 from servicekit.logs import request_id_var
 from servicekit.metrics import (
     OUTBOX_BACKLOG,
@@ -195,8 +196,8 @@ class OutboxRelay:
         publisher: Publisher,
         *,
         listen_url: str | None,
-        batch_size: int = 200,
-        poll_interval: float = 1.0,
+        batch_size: int = DEFAULT_OUTBOX_BATCH_SIZE,
+        poll_interval: float = DEFAULT_OUTBOX_POLL_INTERVAL,
         refusals_before_quarantine: int = 5,
     ) -> None:
         self._session_maker = session_maker

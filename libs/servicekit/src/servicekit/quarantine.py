@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Table, delete, func, insert, select
 
 from servicekit.db import SessionMaker, create_engine, create_session_maker
+from servicekit.defaults import DEFAULT_PEEK_LIMIT
 from servicekit.outbox import NOTIFY_CHANNEL
 from servicekit.tables import OutboxMessage, QuarantinedEvent
 
@@ -49,7 +50,7 @@ async def count(session_maker: SessionMaker) -> int:
         return int(await session.scalar(select(func.count()).select_from(_QUARANTINE)) or 0)
 
 
-async def peek(session_maker: SessionMaker, limit: int = 20) -> list[Quarantined]:
+async def peek(session_maker: SessionMaker, limit: int = DEFAULT_PEEK_LIMIT) -> list[Quarantined]:
     """The oldest ``limit`` quarantined rows, left where they are."""
     query = select(_QUARANTINE).order_by(_QUARANTINE.c.created_at).limit(limit)
     async with session_maker() as session:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="how many rows are quarantined")
     show = commands.add_parser("show", help="the oldest rows, with their reasons")
-    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--limit", type=int, default=DEFAULT_PEEK_LIMIT)
     release_cmd = commands.add_parser("release", help="move rows back to the outbox")
     release_cmd.add_argument("event_ids", nargs="*", help="event ids (or --all)")
     release_cmd.add_argument("--all", action="store_true")

@@ -21,13 +21,15 @@ from typing import Any
 import aio_pika
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EXCHANGE_NAME
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
+from servicekit.defaults import DEFAULT_INBOX_RETENTION, DEFAULT_OUTBOX_POLL_INTERVAL
 from servicekit.health import Liveness, Readiness, health_app
-from servicekit.inbox import DEFAULT_INBOX_RETENTION, prune_inbox_forever
+from servicekit.inbox import prune_inbox_forever
 from servicekit.logs import configure_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -58,7 +60,7 @@ class Messaging:
         consumers: Sequence[Consumer] = (),
         emitters: Sequence[TickEmitter] = (),
         relay: bool = True,
-        poll_interval: float = 1.0,
+        poll_interval: float = DEFAULT_OUTBOX_POLL_INTERVAL,
         inbox_retention: float = DEFAULT_INBOX_RETENTION,
     ) -> None:
         self.bus = Bus(amqp_url)
@@ -198,22 +200,24 @@ async def run_worker(messaging: Messaging, readiness: Readiness, *, host: str, p
 
 
 def api_lifespan(
-    settings: ServiceSettings, *, relay_outbox: bool = True
+    settings: ServiceSettings, *, relay_outbox: bool = True, engine: AsyncEngine | None = None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """An API's lifespan: engine and sessions on ``app.state``, its outbox relayed, readiness.
 
-    Tests pass ``relay_outbox=False`` to inspect the outbox themselves.
+    Tests pass ``relay_outbox=False`` to inspect the outbox themselves. An app that needs its
+    engine before start-up (auth's tests reach ``app.state`` without running the lifespan)
+    passes it; the lifespan disposes of it at the end either way.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(
+        running = engine or create_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
             idle_timeout=settings.database_idle_timeout,
         )
-        app.state.engine = engine
-        app.state.session_maker = session_maker = create_session_maker(engine)
+        app.state.engine = running
+        app.state.session_maker = session_maker = create_session_maker(running)
         messaging = None
         if relay_outbox:
             messaging = Messaging(
@@ -225,13 +229,13 @@ def api_lifespan(
             await messaging.start()
         # Not the broker: while it is away, writes wait in the outbox (module docstring).
         app.state.readiness = Readiness(
-            engine=engine, liveness=messaging.liveness if messaging is not None else None
+            engine=running, liveness=messaging.liveness if messaging is not None else None
         )
         try:
             yield
         finally:
             if messaging is not None:
                 await messaging.stop()
-            await engine.dispose()
+            await running.dispose()
 
     return lifespan

@@ -12,7 +12,7 @@ variable from the container's CPU limit). Each process is a whole app:
 - its own metrics: a scrape of ``/metrics`` reads one process's counters.
 
 uvicorn starts workers by importing the app, so the app comes from a factory named by import
-path (``recipes.main:api_app``), which also configures logging in each process.
+path (``recipes.main:service.api_app``), which also configures logging in each process.
 """
 
 import os

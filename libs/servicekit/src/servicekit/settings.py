@@ -10,12 +10,17 @@ the environment wins. The URLs then carry no credentials: ``<PREFIX>DATABASE_PAS
 
 A variable that starts with the service's prefix but names no setting (a typo such as
 ``RECIPES_PAGE_SIZE`` for ``RECIPES_DEFAULT_PAGE_SIZE``) is reported by a warning at start-up.
+
+Reading a settings class loads neither the bus nor the database (aio-pika, SQLAlchemy): the
+defaults come from ``servicekit.defaults`` and the retry policy from ``servicekit.retries``, so a
+tool that only lists or checks settings starts quickly (a test guards it).
 """
 
 import logging
 import os
 from pathlib import Path
 from typing import Self
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -24,15 +29,26 @@ from pydantic_settings import (
     SecretsSettingsSource,
     SettingsConfigDict,
 )
-from sqlalchemy.engine import make_url
 from yarl import URL
 
-from servicekit.bus import RetryPolicy
-from servicekit.db import DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE
-from servicekit.inbox import DEFAULT_INBOX_RETENTION
-
-#: The shortest inbox retention accepted: a day, beyond any redelivery (``servicekit.inbox``).
-MIN_INBOX_RETENTION = 24 * 3600.0
+from servicekit.defaults import DEFAULT_AMQP_URL as DEFAULT_AMQP_URL  # re-exported
+from servicekit.defaults import (
+    DEFAULT_CONSUMER_BATCH_SIZE,
+    DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_HEALTH_HOST,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_INBOX_RETENTION,
+    DEFAULT_JWKS_URL,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_OUTBOX_POLL_INTERVAL,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_PREFETCH,
+    DEFAULT_RETRY_DELAYS,
+    MIN_INBOX_RETENTION,
+)
+from servicekit.defaults import DEFAULT_JWT_AUDIENCE as DEFAULT_JWT_AUDIENCE  # re-exported
+from servicekit.defaults import DEFAULT_JWT_ISSUER as DEFAULT_JWT_ISSUER  # re-exported
+from servicekit.retries import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +107,13 @@ def _directories(value: object) -> list[Path]:
     return [Path(v) for v in values if isinstance(v, str | Path)]
 
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-#: Who signs access tokens and for whom (the auth service and every verifier agree on these).
-DEFAULT_JWT_ISSUER = "recipe-platform-auth"
-DEFAULT_JWT_AUDIENCE = "recipe-platform"
-DEFAULT_JWKS_URL = "http://127.0.0.1:8001/api/auth/.well-known/jwks.json"
+def _with_password(database_url: str, password: str) -> str:
+    """``database_url`` with ``password`` in it, quoted as SQLAlchemy renders a URL."""
+    parts = urlsplit(database_url)
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}:{quote(password, safe=' +')}@{hostinfo}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class ServiceSettings(PrefixedSettings):
@@ -133,20 +151,22 @@ class ServiceSettings(PrefixedSettings):
         default=None, description="password put into the RabbitMQ URL"
     )
     retry_delays: tuple[float, ...] = Field(
-        default=(1.0, 5.0, 30.0, 120.0),
+        default=DEFAULT_RETRY_DELAYS,
         min_length=1,
         description="seconds before each retry of a failed event (JSON list); then the DLQ; "
         "may change between deploys",
     )
     delivery_limit: int = Field(
-        default=20,
+        default=DEFAULT_DELIVERY_LIMIT,
         ge=1,
         description="deliveries without ack before the broker dead-letters "
         "(a policy `migrate` sets; may change between deploys)",
     )
-    prefetch: int = Field(default=32, ge=1, description="events handled at once per consumer")
+    prefetch: int = Field(
+        default=DEFAULT_PREFETCH, ge=1, description="events handled at once per consumer"
+    )
     consumer_batch_size: int = Field(
-        default=16,
+        default=DEFAULT_CONSUMER_BATCH_SIZE,
         ge=1,
         description="most events a consumer commits in one transaction (1 for slow handlers)",
     )
@@ -156,11 +176,15 @@ class ServiceSettings(PrefixedSettings):
         description="seconds an applied event's id is kept to recognise a redelivery (>= 1 day)",
     )
     outbox_poll_interval: float = Field(
-        default=1.0, gt=0, description="seconds between outbox polls (NOTIFY wakes it sooner)"
+        default=DEFAULT_OUTBOX_POLL_INTERVAL,
+        gt=0,
+        description="seconds between outbox polls (NOTIFY wakes it sooner)",
     )
-    health_host: str = Field(default="127.0.0.1", description="worker health/metrics address")
+    health_host: str = Field(
+        default=DEFAULT_HEALTH_HOST, description="worker health/metrics address"
+    )
     health_port: int = Field(description="worker health/metrics port")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_level: str = Field(default=DEFAULT_LOG_LEVEL, description="DEBUG, INFO, WARNING, ERROR")
     log_json: bool = Field(
         default=True, description="JSON log lines (make up sets false for people reading logs)"
     )
@@ -174,10 +198,8 @@ class ServiceSettings(PrefixedSettings):
     @model_validator(mode="after")
     def _credentials_into_urls(self) -> Self:
         if self.database_password is not None:
-            url = make_url(self.database_url).set(
-                password=self.database_password.get_secret_value()
-            )
-            self.database_url = url.render_as_string(hide_password=False)
+            secret = self.database_password.get_secret_value()
+            self.database_url = _with_password(self.database_url, secret)
         if self.amqp_username is not None or self.amqp_password is not None:
             amqp = URL(self.amqp_url)
             password = self.amqp_password.get_secret_value() if self.amqp_password else None

@@ -12,11 +12,10 @@ from servicekit import dead_letters
 from servicekit.bus import Bus, RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
-from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.runtime import declare_queues
-from servicekit.testing import TcpProxy
+from servicekit.testing import TcpProxy, eventually, metric_value
 
-from .helpers import deleted, effects, eventually, record_effect
+from .helpers import deleted, effects, record_effect
 
 pytestmark = pytest.mark.integration
 
@@ -146,8 +145,8 @@ async def test_a_batch_redelivered_after_its_commit_is_a_no_op(
         amqp_url, management_url, session_maker, "t.batch_crash", recorder
     )
     consumer.on(RecipeDeleted, cut_before_the_acks)
-    duplicates = EVENTS_CONSUMED.labels("t.batch_crash", "recipe.deleted", "duplicate")
-    before = duplicates._value.get()
+    duplicates = {"queue": "t.batch_crash", "event_type": "recipe.deleted", "outcome": "duplicate"}
+    before = metric_value("events_consumed_total", **duplicates)
     bus = Bus(amqp_proxy.url_for(amqp_url))
     await bus.connect()
     await consumer.start(bus)
@@ -156,7 +155,7 @@ async def test_a_batch_redelivered_after_its_commit_is_a_no_op(
     amqp_proxy.restore()
 
     async def batch_redelivered() -> bool:
-        return bool(duplicates._value.get() >= before + COUNT - 1)
+        return bool(metric_value("events_consumed_total", **duplicates) >= before + COUNT - 1)
 
     await eventually(batch_redelivered, within=30)
     await consumer.stop()

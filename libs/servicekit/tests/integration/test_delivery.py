@@ -16,12 +16,18 @@ from servicekit.bus import Bus, RetryPolicy
 from servicekit.consumer import Consumer, EventContext
 from servicekit.db import SessionMaker
 from servicekit.health import Readiness
-from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.outbox import OutboxRelay, add_event
 from servicekit.runtime import Messaging, declare_queues
-from servicekit.testing import TcpProxy, Vhost, VhostAdmin
+from servicekit.testing import (
+    TcpProxy,
+    Vhost,
+    VhostAdmin,
+    collecting_queue,
+    eventually,
+    metric_value,
+)
 
-from .helpers import collecting_queue, deleted, effects, eventually, outbox_size, record_effect
+from .helpers import deleted, effects, outbox_size, record_effect
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +71,8 @@ async def test_event_committed_while_broker_unreachable_arrives_later(
 async def test_duplicate_publish_changes_state_once(
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
-    duplicates = EVENTS_CONSUMED.labels("t.events", "recipe.deleted", "duplicate")
-    before = duplicates._value.get()
+    duplicates = {"queue": "t.events", "event_type": "recipe.deleted", "outcome": "duplicate"}
+    before = metric_value("events_consumed_total", **duplicates)
     bus = Bus(amqp_url)
     await bus.connect()
     consumer = Consumer(queue="t.events", producer="t", session_maker=session_maker)
@@ -77,7 +83,7 @@ async def test_duplicate_publish_changes_state_once(
     await bus.publish_many([(envelope, {})])
 
     async def three_seen() -> bool:
-        return bool(duplicates._value.get() >= before + 2)
+        return bool(metric_value("events_consumed_total", **duplicates) >= before + 2)
 
     await eventually(three_seen)
     assert await effects(session_maker) == ["7"]
@@ -97,8 +103,8 @@ async def test_redelivery_after_a_crash_before_ack_is_a_no_op(
             cut_once.set()
             await amqp_proxy.cut()  # the ack after commit cannot reach the broker
 
-    duplicates = EVENTS_CONSUMED.labels("t.crash", "recipe.deleted", "duplicate")
-    before = duplicates._value.get()
+    duplicates = {"queue": "t.crash", "event_type": "recipe.deleted", "outcome": "duplicate"}
+    before = metric_value("events_consumed_total", **duplicates)
     bus = Bus(amqp_proxy.url_for(amqp_url))
     await bus.connect()
     consumer = Consumer(queue="t.crash", producer="t", session_maker=session_maker)
@@ -112,7 +118,7 @@ async def test_redelivery_after_a_crash_before_ack_is_a_no_op(
     amqp_proxy.restore()
 
     async def redelivered() -> bool:
-        return bool(duplicates._value.get() > before)
+        return bool(metric_value("events_consumed_total", **duplicates) > before)
 
     await eventually(redelivered, within=30)
     assert await effects(session_maker) == ["8"]

@@ -7,16 +7,16 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, text
 
 from contracts import RecipeDeleted, make_envelope
-from servicekit import inbox
+from servicekit import defaults, inbox
 from servicekit.bus import Bus
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker
 from servicekit.inbox import prune_inbox
-from servicekit.metrics import EVENTS_CONSUMED
 from servicekit.settings import ServiceSettings
 from servicekit.tables import InboxMessage
+from servicekit.testing import eventually, metric_value
 
-from .helpers import deleted, effects, eventually, record_effect
+from .helpers import deleted, effects, record_effect
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ async def test_rows_older_than_the_retention_are_pruned_in_batches(
 async def test_a_redelivery_within_the_retention_is_still_a_no_op_after_pruning(
     session_maker: SessionMaker, amqp_url: str
 ) -> None:
-    duplicates = EVENTS_CONSUMED.labels("t.pruned", "recipe.deleted", "duplicate")
-    before = duplicates._value.get()
+    duplicates = {"queue": "t.pruned", "event_type": "recipe.deleted", "outcome": "duplicate"}
+    before = metric_value("events_consumed_total", **duplicates)
     bus = Bus(amqp_url)
     await bus.connect()
     consumer = Consumer(queue="t.pruned", producer="t", session_maker=session_maker)
@@ -64,12 +64,12 @@ async def test_a_redelivery_within_the_retention_is_still_a_no_op_after_pruning(
         return await effects(session_maker) == ["3"]
 
     await eventually(applied)
-    assert await prune_inbox(session_maker, retention=inbox.DEFAULT_INBOX_RETENTION) == 0
+    assert await prune_inbox(session_maker, retention=defaults.DEFAULT_INBOX_RETENTION) == 0
     assert str(envelope.event_id) in await inbox_ids(session_maker)
     await bus.publish_many([(envelope, {})])
 
     async def seen_again() -> bool:
-        return bool(duplicates._value.get() > before)
+        return bool(metric_value("events_consumed_total", **duplicates) > before)
 
     await eventually(seen_again)
     assert await effects(session_maker) == ["3"]

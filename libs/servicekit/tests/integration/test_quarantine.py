@@ -16,8 +16,9 @@ from servicekit.bus import Bus
 from servicekit.db import SessionMaker
 from servicekit.outbox import OutboxPublishFailed, OutboxRelay, add_event
 from servicekit.tables import OutboxMessage, QuarantinedEvent
+from servicekit.testing import collecting_queue, eventually
 
-from .helpers import collecting_queue, deleted, eventually, outbox_size
+from .helpers import deleted, outbox_size
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from servicekit.health import Readiness, health_app
 from servicekit.health import router as health_router
 from servicekit.runtime import BackgroundTaskEnded, Messaging, api_lifespan, run_worker
 from servicekit.settings import ServiceSettings
-from servicekit.testing import TcpProxy
+from servicekit.testing import TcpProxy, eventually
 
-from .helpers import eventually, record_effect
+from .helpers import record_effect
 
 pytestmark = pytest.mark.integration
 

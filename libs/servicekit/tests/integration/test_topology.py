@@ -20,10 +20,10 @@ from servicekit.bus import (
 from servicekit.consumer import Consumer
 from servicekit.db import SessionMaker
 from servicekit.runtime import declare_queues
-from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology
+from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology, eventually
 from servicekit.topology import HOLDING_SUFFIX, declare_topology
 
-from .helpers import deleted, eventually, record_effect
+from .helpers import deleted, record_effect
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,10 @@ from servicekit.http import HTTP_TELEMETRY, install_http_basics
 from servicekit.logs import JsonFormatter
 from servicekit.outbox import add_event
 from servicekit.runtime import Messaging
+from servicekit.testing import eventually
 from servicekit.tracing import capture_spans
 
-from .helpers import deleted, eventually
+from .helpers import deleted
 
 pytestmark = pytest.mark.integration
 

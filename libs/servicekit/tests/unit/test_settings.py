@@ -1,6 +1,8 @@
 """Settings from files (secrets mounted by Kubernetes) and the warning about unknown variables."""
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,18 @@ def test_unknown_variables_are_matched_without_regard_to_case() -> None:
     environ = {"kit_prefetch": "1", "KIT_Log_Level": "INFO", "KIT_TYPO": "x", "OTHER_X": "y"}
 
     assert unknown_variables(KitSettings, environ) == ["KIT_TYPO"]
+
+
+def test_reading_the_settings_loads_neither_the_bus_nor_the_database() -> None:
+    """A tool that lists or checks settings must not pay for aio-pika and SQLAlchemy (issue 19)."""
+    heavy = ("aio_pika", "sqlalchemy", "sqlmodel")
+    code = (
+        "import sys\n"
+        "import servicekit.settings\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    assert loaded == ""

@@ -138,7 +138,12 @@ def verifier_of(factory: TokenFactory, **options: Any) -> TokenVerifier:
 async def test_a_verified_token_is_remembered_until_it_expires() -> None:
     factory = TokenFactory()
     verifier = verifier_of(factory, leeway=0.0)
-    token = factory.access_token(user_id=5, username="ann", role="seller", exp=int(time.time()) + 1)
+    # Seconds of validity: enough for the two verifications below on a loaded machine (a fresh
+    # box under CI load took more than one), short enough to wait for.
+    lifetime = 5
+    token = factory.access_token(
+        user_id=5, username="ann", role="seller", exp=int(time.time()) + lifetime
+    )
     first = await verifier.verify(token)
     assert await verifier.verify(token) is first  # remembered, not decoded again
     await asyncio.sleep(

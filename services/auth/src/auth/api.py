@@ -1,15 +1,30 @@
-"""The auth HTTP API, compatible with the original backend's ``/api/auth/`` routes."""
+"""The auth HTTP API, compatible with the original backend's ``/api/auth/`` routes.
+
+The transaction rule (every service's): a route owns its transaction, the consumer owns its
+own, and a use case (``service``, ``signin``, the throttle) never commits, begins or rolls back;
+it takes a keyword-only ``session``. A route that changes state wraps its use case in
+``async with session.begin()``: an error raised inside rolls everything back.
+
+Two outcomes must persist although the answer is an error, so their routes commit them before
+raising it:
+
+- sign-in: the throttle's reservation (the attempt counted as a failure) is committed in a
+  transaction of its own *before* the password is checked, so concurrent guesses see it; a
+  wrong password then answers 401 with the failure still counted (``auth.throttle``).
+- refresh: a refresh token presented a second time revokes its whole family; the route commits
+  the revocation, then answers 401 (``signin.RefreshTokenReused``).
+"""
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from auth import service, signin
-from auth.db import SessionDep
 from auth.keys import KeyRing
 from auth.passwords import Passwords
 from auth.schemas import (
@@ -24,6 +39,7 @@ from auth.service import FieldErrors
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle, client_address
 from servicekit.errors import error_responses, field_errors
+from servicekit.fastapi import SessionDep, app_state, slash_tolerant_routes
 from servicekit.forms import FormBodyRoute
 from servicekit.tokens import CurrentPrincipal
 
@@ -65,29 +81,13 @@ class AuthComponents:
     trust_forwarded_for: bool
 
 
-async def _components(request: Request) -> AuthComponents:
-    components: AuthComponents = request.app.state.auth
-    return components
-
-
-Components = Annotated[AuthComponents, Depends(_components)]
+Components = Annotated[AuthComponents, app_state("auth")]
 
 router = APIRouter(prefix=PREFIX, route_class=FieldErrorRoute, tags=["auth"])
 
 
-def _routes(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Serve ``path`` with and without its trailing slash (the documented form has it)."""
-    methods: list[str] = kwargs.pop("methods")
-
-    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        router.add_api_route(path, endpoint, methods=methods, **kwargs)
-        if path.endswith("/"):
-            router.add_api_route(
-                path.rstrip("/"), endpoint, methods=methods, include_in_schema=False, **kwargs
-            )
-        return endpoint
-
-    return register
+#: Serves each path with and without its trailing slash (the documented form has it).
+_routes = slash_tolerant_routes(router)
 
 
 def _user_out(user: Any) -> UserOut:
@@ -103,14 +103,15 @@ def _user_out(user: Any) -> UserOut:
     responses=error_responses(400),
 )
 async def register(body: RegisterRequest, session: SessionDep, auth: Components) -> UserOut:
-    user = await service.register(
-        session=session,
-        passwords=auth.passwords,
-        username=body.username,
-        email=body.email,
-        password=body.password,
-        role=body.role,
-    )
+    async with session.begin():
+        user = await service.register(
+            session=session,
+            passwords=auth.passwords,
+            username=body.username,
+            email=body.email,
+            password=body.password,
+            role=body.role,
+        )
     return _user_out(user)
 
 
@@ -120,15 +121,20 @@ async def register(body: RegisterRequest, session: SessionDep, auth: Components)
 async def obtain_token(
     body: TokenRequest, request: Request, session: SessionDep, auth: Components
 ) -> TokenPair:
-    access, refresh = await signin.sign_in(
-        session=session,
-        passwords=auth.passwords,
-        throttle=auth.throttle,
-        issuer=auth.issuer,
-        username=body.username,
-        password=body.password,
-        address=client_address(request, trust_forwarded_for=auth.trust_forwarded_for),
-    )
+    address = client_address(request, trust_forwarded_for=auth.trust_forwarded_for)
+    async with session.begin():  # committed before the password check, even if it fails
+        reservation = await auth.throttle.reserve(
+            session=session, username=body.username, address=address, now=datetime.now(UTC)
+        )
+    async with session.begin():
+        access, refresh = await signin.sign_in(
+            session=session,
+            passwords=auth.passwords,
+            throttle=auth.throttle,
+            issuer=auth.issuer,
+            reservation=reservation,
+            password=body.password,
+        )
     return TokenPair(access=access, refresh=refresh)
 
 
@@ -139,7 +145,14 @@ async def obtain_token(
     responses=error_responses(400, 401, 429),
 )
 async def refresh_token(body: RefreshRequest, session: SessionDep, auth: Components) -> TokenPair:
-    access, refresh = await signin.rotate(session=session, issuer=auth.issuer, token=body.refresh)
+    try:
+        access, refresh = await signin.rotate(
+            session=session, issuer=auth.issuer, token=body.refresh
+        )
+    except signin.RefreshTokenReused:
+        await session.commit()  # the family stays revoked although the answer is 401
+        raise
+    await session.commit()
     return TokenPair(access=access, refresh=refresh)
 
 
@@ -151,27 +164,29 @@ async def refresh_token(body: RefreshRequest, session: SessionDep, auth: Compone
     responses=error_responses(400, 401),
 )
 async def logout(body: RefreshRequest, session: SessionDep, auth: Components) -> Response:
-    await signin.sign_out(session=session, issuer=auth.issuer, token=body.refresh)
+    async with session.begin():
+        await signin.sign_out(session=session, issuer=auth.issuer, token=body.refresh)
     return Response(status_code=204)
 
 
 @_routes("/me/", methods=["GET"], response_model=UserOut, responses=error_responses(401))
 async def read_me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
-    return _user_out(await service.get_active_user(session, principal.user_id))
+    return _user_out(await service.get_active_user(session=session, user_id=principal.user_id))
 
 
 @_routes("/me/", methods=["PATCH"], response_model=UserOut, responses=error_responses(400, 401))
 async def update_me(
     body: UpdateMeRequest, principal: CurrentPrincipal, session: SessionDep, auth: Components
 ) -> UserOut:
-    user = await service.update_me(
-        session=session,
-        passwords=auth.passwords,
-        user_id=principal.user_id,
-        email=body.email,
-        password=body.password,
-        current_password=body.current_password,
-    )
+    async with session.begin():
+        user = await service.update_me(
+            session=session,
+            passwords=auth.passwords,
+            user_id=principal.user_id,
+            email=body.email,
+            password=body.password,
+            current_password=body.current_password,
+        )
     return _user_out(user)
 
 
@@ -183,7 +198,8 @@ async def update_me(
     responses=error_responses(401),
 )
 async def delete_me(principal: CurrentPrincipal, session: SessionDep) -> Response:
-    await service.delete_me(session=session, user_id=principal.user_id)
+    async with session.begin():
+        await service.delete_me(session=session, user_id=principal.user_id)
     return Response(status_code=204)
 
 

@@ -1,18 +1,5 @@
-"""Sessions of the auth database for request handlers."""
+"""Engine and sessions of the auth database (requests get theirs from ``servicekit.fastapi``)."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from servicekit.db import SessionMaker, create_engine, create_session_maker
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from servicekit.db import SessionMaker
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    maker: SessionMaker = request.app.state.session_maker
-    async with maker() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+__all__ = ["SessionMaker", "create_engine", "create_session_maker"]

@@ -1,14 +1,12 @@
 """Tables of the auth database (the messaging tables come from ``servicekit.tables``)."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, String, func
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from servicekit.tables import utcnow
 
 
 def _timestamp(*, nullable: bool = False) -> Column[datetime]:

@@ -1,7 +1,10 @@
-"""Account use cases: each state change and its user event are written in one transaction."""
+"""Account use cases: each state change and its user event are written in one transaction.
+
+The caller owns that transaction (the rule in ``auth.api``): nothing here commits or rolls
+back, and an error raised here rolls the whole change back in the route.
+"""
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
@@ -14,7 +17,6 @@ from auth.models import EMAIL_UNIQUE_INDEX, RefreshToken, User
 from auth.passwords import Passwords, password_problems
 from auth.settings import SERVICE_NAME
 from contracts import UserDeleted, UserRegistered, UserRole, UserUpdated
-from servicekit.db import SessionMaker
 from servicekit.errors import NotAuthenticated
 from servicekit.outbox import add_event
 
@@ -145,18 +147,16 @@ async def register(
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent sign-up took the name or address
-        await session.rollback()
         if _violated_constraint(exc) == EMAIL_UNIQUE_INDEX:
             raise FieldErrors({"email": [EMAIL_TAKEN]}) from exc
         raise FieldErrors({"username": ["A user with that username already exists."]}) from exc
     await add_event(
         session, UserRegistered.model_validate(_snapshot_fields(user)), producer=SERVICE_NAME
     )
-    await session.commit()
     return user
 
 
-async def get_active_user(session: AsyncSession, user_id: int, *, for_update: bool = False) -> User:
+async def get_active_user(*, session: AsyncSession, user_id: int, for_update: bool = False) -> User:
     """The caller's account; 401 when the token outlived it.
 
     ``for_update`` locks the row until the transaction ends: every change to a user reads the
@@ -169,7 +169,7 @@ async def get_active_user(session: AsyncSession, user_id: int, *, for_update: bo
     return user
 
 
-async def revoke_all_refresh_tokens(session: AsyncSession, user_id: int, now: datetime) -> None:
+async def revoke_all_refresh_tokens(*, session: AsyncSession, user_id: int, now: datetime) -> None:
     await session.execute(
         update(RefreshToken)
         .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
@@ -187,7 +187,7 @@ async def update_me(
     current_password: str | None,
 ) -> User:
     """Change email and/or password; a password change signs out every other session."""
-    user = await get_active_user(session, user_id, for_update=True)
+    user = await get_active_user(session=session, user_id=user_id, for_update=True)
     errors: dict[str, list[str]] = {}
     new_email = user.email
     if email is not None:
@@ -215,7 +215,7 @@ async def update_me(
         user.email, changed = new_email, True
     if password is not None:
         user.password_hash = await passwords.hash(password)
-        await revoke_all_refresh_tokens(session, user_id, now)
+        await revoke_all_refresh_tokens(session=session, user_id=user_id, now=now)
         changed = True
     if changed:
         user.version += 1
@@ -223,16 +223,14 @@ async def update_me(
         try:
             await session.flush()
         except IntegrityError as exc:  # another account took the address since we looked
-            await session.rollback()
             raise FieldErrors({"email": [EMAIL_TAKEN]}) from exc
         await add_event(session, user_updated(user), producer=SERVICE_NAME)
-    await session.commit()
     return user
 
 
 async def delete_me(*, session: AsyncSession, user_id: int) -> None:
     """Delete the account (its refresh tokens go with it) and announce ``user.deleted``."""
-    user = await get_active_user(session, user_id, for_update=True)
+    user = await get_active_user(session=session, user_id=user_id, for_update=True)
     assert user.id is not None
     event = UserDeleted(
         user_id=user.id,
@@ -242,35 +240,3 @@ async def delete_me(*, session: AsyncSession, user_id: int) -> None:
     )
     await session.delete(user)
     await add_event(session, event, producer=SERVICE_NAME)
-    await session.commit()
-
-
-async def replay_users(session_maker: SessionMaker, *, batch_size: int = 500) -> int:
-    """Republish every user as ``user.updated`` (same version) so new consumers can seed copies."""
-    count = 0
-    async for batch in _user_batches(session_maker, batch_size):
-        async with session_maker() as session, session.begin():
-            for user in batch:
-                await add_event(session, user_updated(user), producer=SERVICE_NAME)
-        count += len(batch)
-    return count
-
-
-async def _user_batches(session_maker: SessionMaker, size: int) -> AsyncIterator[list[User]]:
-    last_id = 0
-    while True:
-        async with session_maker() as session:
-            batch = list(
-                (
-                    await session.scalars(
-                        select(User)
-                        .where(col(User.id) > last_id)
-                        .order_by(col(User.id))
-                        .limit(size)
-                    )
-                ).all()
-            )
-        if not batch:
-            return
-        yield batch
-        last_id = batch[-1].id or last_id

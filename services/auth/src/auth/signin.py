@@ -3,6 +3,11 @@
 Refresh tokens are stored as SHA-256 digests (they are long random-signed strings, so a fast hash
 suffices). Each refresh rotates the token within its family; presenting a token that was already
 used means it was copied, so the whole family is revoked and both holders must sign in again.
+
+Nothing here commits (the transaction rule in ``auth.api``). Two outcomes must persist although
+the request answers 401, and the routes commit them: the throttle's reservation, committed
+before ``sign_in`` checks the password (``auth.throttle``), and the revocation of a family whose
+used token came back (``RefreshTokenReused``).
 """
 
 import hashlib
@@ -18,7 +23,7 @@ from sqlmodel import col
 from auth.keys import KeyRing
 from auth.models import LoginFailure, RefreshToken, User
 from auth.passwords import Passwords
-from auth.throttle import SignInThrottle
+from auth.throttle import Reservation, SignInThrottle
 from servicekit.errors import NotAuthenticated
 
 NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
@@ -31,6 +36,13 @@ PRUNE_GRACE = timedelta(days=1)
 
 def _invalid_refresh() -> NotAuthenticated:
     return NotAuthenticated(TOKEN_INVALID, code="token_not_valid")
+
+
+class RefreshTokenReused(NotAuthenticated):
+    """A used refresh token came back: its family is revoked, which the caller must commit."""
+
+    def __init__(self) -> None:
+        super().__init__(TOKEN_INVALID, code="token_not_valid")
 
 
 def token_digest(token: str) -> str:
@@ -106,32 +118,30 @@ async def sign_in(
     passwords: Passwords,
     throttle: SignInThrottle,
     issuer: TokenIssuer,
-    username: str,
+    reservation: Reservation,
     password: str,
-    address: str,
 ) -> tuple[str, str]:
-    """A new token pair (a new family); 401 on bad credentials, 429 when throttled."""
+    """A new token pair (a new family) for the reserved attempt; 401 on bad credentials.
+
+    ``reservation`` (``SignInThrottle.reserve``) is committed already: it counts this attempt
+    as a failure unless a success here deletes it.
+    """
     now = datetime.now(UTC)
-    reservation = await throttle.reserve(session, username=username, address=address, now=now)
-    user = await session.scalar(select(User).where(col(User.username) == username))
+    user = await session.scalar(select(User).where(col(User.username) == reservation.username))
     if user is None:
         await passwords.verify_dummy(password)  # same cost as a real check: no user enumeration
         ok = False
     else:
         ok = await passwords.verify(user.password_hash, password) and user.is_active
     if user is None or not ok:
-        # The reservation already counted this failure.
-        await session.rollback()
         raise NotAuthenticated(NO_ACTIVE_ACCOUNT, code="no_active_account")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash(password)
-    await throttle.succeeded(session, reservation)
-    pair = await _issue_pair(session, issuer, user, family=uuid.uuid4(), now=now)
-    await session.commit()
-    return pair
+    await throttle.succeeded(session=session, reservation=reservation)
+    return await _issue_pair(session, issuer, user, family=uuid.uuid4(), now=now)
 
 
-async def revoke_family(session: AsyncSession, family: uuid.UUID, now: datetime) -> None:
+async def revoke_family(*, session: AsyncSession, family: uuid.UUID, now: datetime) -> None:
     await session.execute(
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family, col(RefreshToken.revoked_at).is_(None))
@@ -155,26 +165,22 @@ async def rotate(*, session: AsyncSession, issuer: TokenIssuer, token: str) -> t
     if stored.revoked_at is not None or stored.expires_at <= now:
         raise _invalid_refresh()
     if stored.used_at is not None:
-        await revoke_family(session, stored.family_id, now)
-        await session.commit()
-        raise _invalid_refresh()
+        await revoke_family(session=session, family=stored.family_id, now=now)
+        raise RefreshTokenReused()
     user = await session.get(User, stored.user_id)
     if user is None or not user.is_active:
         raise _invalid_refresh()
     stored.used_at = now
-    pair = await _issue_pair(session, issuer, user, family=stored.family_id, now=now)
-    await session.commit()
-    return pair
+    return await _issue_pair(session, issuer, user, family=stored.family_id, now=now)
 
 
 async def sign_out(*, session: AsyncSession, issuer: TokenIssuer, token: str) -> None:
     """Revoke the family of a refresh token: none of its tokens can be refreshed again."""
     stored = await _locked_token(session, issuer, token)
-    await revoke_family(session, stored.family_id, datetime.now(UTC))
-    await session.commit()
+    await revoke_family(session=session, family=stored.family_id, now=datetime.now(UTC))
 
 
-async def prune_expired(session: AsyncSession, *, now: datetime) -> int:
+async def prune_expired(*, session: AsyncSession, now: datetime) -> int:
     """Delete refresh tokens past their expiry and failures past any throttle window."""
     tokens = await session.execute(
         delete(RefreshToken).where(col(RefreshToken.expires_at) < now - PRUNE_GRACE)
@@ -182,5 +188,4 @@ async def prune_expired(session: AsyncSession, *, now: datetime) -> int:
     await session.execute(
         delete(LoginFailure).where(col(LoginFailure.failed_at) < now - PRUNE_GRACE)
     )
-    await session.commit()
     return int(getattr(tokens, "rowcount", 0) or 0)

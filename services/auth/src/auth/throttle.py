@@ -17,6 +17,9 @@ Check and count are one step (issue 16 row 2): under a transaction-scoped adviso
 username and on the address, the counts are read and the attempt is *reserved* as a failure
 before the password is checked; a success deletes the reservation afterwards. Concurrent guesses
 therefore see each other's reservations, and never get more password checks than the limits.
+The reservation must be committed before the password check (and a wrong password leaves it
+committed, although the request answers 401): the sign-in route commits it in a transaction of
+its own; neither method here commits (the transaction rule in ``auth.api``).
 """
 
 import math
@@ -101,12 +104,13 @@ class SignInThrottle:
         self._window = timedelta(seconds=window_seconds)
 
     async def reserve(
-        self, session: AsyncSession, *, username: str, address: str, now: datetime
+        self, *, session: AsyncSession, username: str, address: str, now: datetime
     ) -> Reservation:
-        """Count this attempt as a failure unless a limit refuses it (Throttled); commits.
+        """Count this attempt as a failure unless a limit refuses it (Throttled).
 
-        The advisory locks serialise the attempts on one username or one address only for the
-        few milliseconds of counting, never across the password check.
+        The caller commits the reservation before checking the password: the advisory locks
+        then serialise the attempts on one username or one address only for the few
+        milliseconds of counting, never across the password check.
         """
         keys = _keys(username, address)
         for lock in sorted((f"{USERNAME} {keys[USERNAME]}", f"{ADDRESS} {keys[ADDRESS]}")):
@@ -121,14 +125,12 @@ class SignInThrottle:
                 refusals.append(min(waits[USERNAME], address_clean_in))
         longest = max(refusals)
         if longest > 0:
-            await session.rollback()
             raise Throttled(max(1, math.ceil(longest)))
         await self._forget_expired(session, keys, now)
         rows = [LoginFailure(scope=scope, key=key, failed_at=now) for scope, key in keys.items()]
         session.add_all(rows)
         await session.flush()
         ids = tuple(row.id for row in rows if row.id is not None)
-        await session.commit()
         return Reservation(ids=ids, username=username, address=address)
 
     async def _wait(self, session: AsyncSession, scope: str, key: str, now: datetime) -> float:
@@ -173,7 +175,7 @@ class SignInThrottle:
                 )
             )
 
-    async def succeeded(self, session: AsyncSession, reservation: Reservation) -> None:
+    async def succeeded(self, *, session: AsyncSession, reservation: Reservation) -> None:
         """The password was right: drop the reservation and this address's count for the account.
 
         The username's count from other addresses stays: the owner signing in must not reset a

@@ -11,8 +11,8 @@ from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from auth.app import create_app
 from auth.keys import KeyRing
-from auth.main import create_app
 from auth.settings import Settings
 from contracts import EXCHANGE_NAME, Envelope
 from servicekit.bus import Bus

@@ -5,7 +5,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, select
 
-from auth.service import replay_users
+from auth.replay import replay_users
 from servicekit.db import SessionMaker
 from servicekit.tables import OutboxMessage
 from tests.helpers import STRONG_PASSWORD, bearer, register, sign_in

@@ -192,6 +192,6 @@ async def test_pruning_deletes_only_long_expired_rows(
         assert first is not None
         first.expires_at = datetime.now(UTC) - timedelta(days=2)
         await session.commit()
-    async with maker() as session:
-        assert await prune_expired(session, now=datetime.now(UTC)) == 1
+    async with maker() as session, session.begin():
+        assert await prune_expired(session=session, now=datetime.now(UTC)) == 1
         assert len((await session.scalars(select(RefreshToken))).all()) == 1

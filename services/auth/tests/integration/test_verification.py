@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
+from auth.app import create_app
 from auth.keys import KeyRing
-from auth.main import create_app
 from auth.settings import Settings
 from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 from servicekit.tokens import TokenError, TokenVerifier, http_jwks_fetcher

@@ -2,7 +2,7 @@
 
 Streaming: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` rather than a server-side cursor and
 ``csv.writer``, because COPY formats the CSV inside PostgreSQL and the rows go to the file in
-blocks, so memory stays flat (``bench_export.py``: a cursor with ``csv.writer`` takes ~5x a bare
+blocks, so memory stays flat (``bench/backup_export.py``: the cursor takes ~5x a bare
 COPY; peak RSS is unchanged by the export). The CSV injection neutralising is therefore done in
 the SQL (``neutralised``), built from the same ``FORMULA_PREFIXES`` as the Python ``neutralise``.
 Two details make the bytes identical to ``csv.writer(QUOTE_MINIMAL)`` with CRLF records (a test
@@ -22,6 +22,11 @@ Once per slot: exports run one at a time (a PostgreSQL advisory lock, so across 
 the ``exports`` table's unique slot, committed after the file and its manifest are in place,
 says a slot is done. A crash after the manifest but before that commit leaves a complete,
 verified file that the next attempt adopts instead of rewriting.
+
+Transactions: the exporter is a runner (the tick handler and ``backup run-now`` start it), not a
+use case, and owns its transactions on its own autocommit connection: the export's snapshot
+lasts while the file is written, and its ``exports`` row commits only once the file is in place,
+neither of which fits a caller's transaction (the rule in ``tests/docs/test_code_shape.py``).
 
 Naming: ``users_<YYYY-MM-DD>.csv`` after the slot's UTC date; when another slot already has
 that name (``backup run-now`` on the day of a scheduled export, say), the time is added:

@@ -9,7 +9,6 @@ from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings
 
 SERVICE_NAME = "backup"
-QUEUE_NAME = "backup.events"
 #: The tick job this service emits and answers; other services' ticks share the routing key.
 BACKUP_JOB = "weekly-backup"
 

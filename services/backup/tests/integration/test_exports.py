@@ -29,9 +29,9 @@ from backup.csvfile import (
 from backup.db import SessionMaker, libpq_url
 from backup.exports import Exporter, ExportError, RowSource, copy_users, neutralised
 from backup.main import main
-from backup.metrics import ROWS_EXPORTED, RUNS
 from backup.service import apply_user_deletion, apply_user_snapshot
 from contracts import UserDeleted, UserRegistered, UserRole
+from servicekit.testing import metric_value
 
 from ..conftest import JOINED, registered
 
@@ -120,7 +120,7 @@ async def test_export_neutralises_formulas_and_round_trips(
         SCHEMA_VERSION,
     )
     assert manifest.newest_updated_at == max(u.updated_at for u in users)
-    assert ROWS_EXPORTED._value.get() == len(users)
+    assert metric_value("backup_rows_exported") == len(users)
 
 
 #: First characters around the SQL's shortcut (any code above the highest prefix, "@" = 64).
@@ -257,8 +257,7 @@ async def test_crash_mid_stream_leaves_no_file_under_the_final_name(
     session_maker: SessionMaker, exporter: Exporter, backup_dir: Path
 ) -> None:
     await store(session_maker, *(registered(i, f"user{i}") for i in range(1, 11)))
-    failures = RUNS.labels("failed")
-    before = failures._value.get()
+    before = metric_value("backup_runs_total", outcome="failed")
     partial: list[Path] = []
     broken = Exporter(
         exporter.database_url,
@@ -272,7 +271,7 @@ async def test_crash_mid_stream_leaves_no_file_under_the_final_name(
 
     assert len(partial) == 1  # the crash happened while the temporary file was being written
     assert names(backup_dir) == []
-    assert failures._value.get() == before + 1
+    assert metric_value("backup_runs_total", outcome="failed") == before + 1
     retried = exporter.export_slot(SUNDAY, trigger="schedule")
     assert retried.written and len(read_rows(retried.path)) == 11
 

@@ -4,9 +4,8 @@ import asyncio
 
 import pytest
 
-from backup.db import create_engine, create_session_maker
-from backup.main import build_consumer, migrate
-from backup.settings import QUEUE_NAME, Settings
+from backup.main import service
+from backup.settings import Settings
 from contracts import RecipeCreated, ScheduleTick, UserDeleted
 from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology, routed_keys
 
@@ -19,12 +18,11 @@ async def test_migrate_declares_the_worker_queue_with_its_bindings_and_retries(
     settings = Settings(database_url=clean_database, amqp_url=amqp_url, retry_delays=(0.05, 0.1))
     # The management API, where migrate sets the queue policies (a container maps it anywhere).
     settings = settings.model_copy(update={"amqp_management_url": vhost_admin.management_url})
-    await asyncio.to_thread(migrate, settings)
+    await asyncio.to_thread(service.migrate, settings)
 
-    assert_queue_topology(vhost_admin, vhost, QUEUE_NAME, settings.retry_policy)
-    session_maker = create_session_maker(create_engine(settings.database_url))
-    consumed = build_consumer(settings, session_maker).routing_keys
+    assert_queue_topology(vhost_admin, vhost, service.queue, settings.retry_policy)
+    consumed = service.routing_keys
     assert {UserDeleted.event_type, ScheduleTick.event_type} <= set(consumed)
     # An event the worker does not consume is not routed to its queue.
-    routed = await routed_keys(amqp_url, QUEUE_NAME, [*consumed, RecipeCreated.event_type])
+    routed = await routed_keys(amqp_url, service.queue, [*consumed, RecipeCreated.event_type])
     assert routed == set(consumed)

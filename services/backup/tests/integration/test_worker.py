@@ -5,28 +5,27 @@ import csv
 import os
 import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from backup.csvfile import read_manifest, strip_neutralising_prefix
 from backup.db import SessionMaker
 from backup.exports import Exporter, file_names
-from backup.main import build_emitter, build_worker, restore_export_gauges
+from backup.main import service
 from backup.metrics import LAST_SUCCESS, ROWS_EXPORTED
-from backup.settings import QUEUE_NAME, Settings
+from backup.settings import Settings
+from backup.worker import restore_export_gauges
 from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
 from servicekit.bus import Bus
 from servicekit.tables import InboxMessage
+from servicekit.testing import eventually, metric_value
 
 from ..conftest import JOINED, registered
 
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.integration
 
 #: A cron whose latest slot is years old: the worker's own emitter stays quiet in these tests.
 NEVER_DUE = "0 2 29 2 *"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def updated(user_id: int, username: str, version: int) -> UserUpdated:
@@ -56,7 +46,7 @@ async def handled(session_maker: SessionMaker) -> int:
     query = (
         select(func.count())
         .select_from(InboxMessage)
-        .where(col(InboxMessage.consumer) == QUEUE_NAME)
+        .where(col(InboxMessage.consumer) == service.queue)
     )
     async with session_maker() as session:
         return int(await session.scalar(query) or 0)
@@ -78,7 +68,6 @@ async def publish(amqp_url: str, events: list[Event]) -> None:
 async def test_users_from_events_appear_in_the_next_scheduled_export(
     clean_database: str,
     amqp_url: str,
-    engine: AsyncEngine,
     session_maker: SessionMaker,
     backup_dir: Path,
 ) -> None:
@@ -90,40 +79,41 @@ async def test_users_from_events_appear_in_the_next_scheduled_export(
         retry_delays=(0.05, 0.1),
         outbox_poll_interval=0.1,
     )
-    messaging, readiness = build_worker(settings, engine)
-    await messaging.start()
-    try:
-        await eventually(lambda: _ready(readiness.report()))
-        now = datetime.now(UTC)
-        events: list[Event] = [
-            registered(1, "ann"),
-            updated(1, "ann-latest", 3),
-            updated(1, "ann-stale", 2),  # arrives after version 3: ignored
-            registered(2, "bob"),
-            UserDeleted(user_id=2, username="bob", version=3, deleted_at=now),
-            updated(2, "bob-zombie", 2),  # older than the deletion: no resurrection
-            registered(3, '=HYPERLINK("http://evil.example","x")', email="@evil.example"),
-            ScheduleTick(job="daily-digest", slot=now, cron="0 6 * * *"),  # the notifier's
-        ]
-        await publish(amqp_url, events)
+    async with service.open_worker(settings) as worker:
+        await worker.messaging.start()
+        try:
+            await eventually(lambda: _ready(worker.readiness.report()))
+            now = datetime.now(UTC)
+            events: list[Event] = [
+                registered(1, "ann"),
+                updated(1, "ann-latest", 3),
+                updated(1, "ann-stale", 2),  # arrives after version 3: ignored
+                registered(2, "bob"),
+                UserDeleted(user_id=2, username="bob", version=3, deleted_at=now),
+                updated(2, "bob-zombie", 2),  # older than the deletion: no resurrection
+                registered(3, '=HYPERLINK("http://evil.example","x")', email="@evil.example"),
+                ScheduleTick(job="daily-digest", slot=now, cron="0 6 * * *"),  # the notifier's
+            ]
+            await publish(amqp_url, events)
 
-        async def all_handled() -> bool:
-            return await handled(session_maker) == len(events)
+            async def all_handled() -> bool:
+                return await handled(session_maker) == len(events)
 
-        await eventually(all_handled)
-        assert not await exported_files(backup_dir)  # the other service's tick exported nothing
+            await eventually(all_handled)
+            assert not await exported_files(backup_dir)  # the other service's tick: no export
 
-        weekly = build_emitter(Settings(database_url=clean_database), session_maker)
-        tick = await weekly.emit_due(now)  # the real schedule's latest slot, through the outbox
-        assert tick is not None
-        export = backup_dir / file_names(tick.slot)[0]
+            # The real schedule's latest slot, through the outbox.
+            [weekly] = service.emitters(Settings(database_url=clean_database), session_maker)
+            tick = await weekly.emit_due(now)
+            assert tick is not None
+            export = backup_dir / file_names(tick.slot)[0]
 
-        async def exported() -> bool:
-            return (backup_dir / (export.name + ".json")).exists()
+            async def exported() -> bool:
+                return (backup_dir / (export.name + ".json")).exists()
 
-        await eventually(exported)
-    finally:
-        await messaging.stop()
+            await eventually(exported)
+        finally:
+            await worker.messaging.stop()
 
     with export.open(encoding="utf-8", newline="") as file:
         rows = list(csv.reader(file))[1:]
@@ -144,15 +134,15 @@ async def _ready(report: Awaitable[tuple[bool, object]]) -> bool:
 async def test_a_missed_weekly_slot_is_caught_up_within_the_grace(
     clean_database: str, session_maker: SessionMaker
 ) -> None:
-    emitter = build_emitter(Settings(database_url=clean_database), session_maker)
+    [emitter] = service.emitters(Settings(database_url=clean_database), session_maker)
     sunday = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     tick = await emitter.emit_due(sunday + timedelta(days=3))  # worker was down until Wednesday
     assert tick is not None and (tick.job, tick.slot) == ("weekly-backup", sunday)
     assert await emitter.emit_due(sunday + timedelta(days=4)) is None  # emitted once
 
 
-def last_success() -> float | None:
-    return REGISTRY.get_sample_value("backup_last_success_timestamp_seconds")
+def last_success() -> float:
+    return metric_value("backup_last_success_timestamp_seconds")
 
 
 def free_port() -> int:
@@ -218,7 +208,7 @@ async def test_an_export_whose_file_is_gone_does_not_count_as_the_last_success(
 
     assert restored is not None and restored.file_name == older.path.name
     assert last_success() == older.manifest.created_at.timestamp()
-    assert REGISTRY.get_sample_value("backup_rows_exported") == older.manifest.rows
+    assert metric_value("backup_rows_exported") == older.manifest.rows
 
 
 async def test_without_any_export_the_last_success_stays_unset(

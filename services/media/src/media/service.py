@@ -2,10 +2,11 @@
 
 Each (recipe, image version) is processed once. The handler's transaction first takes a
 per-recipe advisory lock, so two deliveries of the same image (or two versions of one recipe)
-never run side by side. The attempt is counted in a transaction of its own, so failed attempts
-stay counted after the handler's transaction rolls back. The outcome (job row, purge of
-replaced versions, ``recipe.image_ready`` or ``recipe.image_failed`` in the outbox) commits in
-the handler's transaction; a duplicate event then finds the job finished and does nothing.
+never run side by side. The attempt is counted in a transaction of its own (``media.attempts``),
+so failed attempts stay counted after the handler's transaction rolls back. The outcome (job
+row, purge of replaced versions, ``recipe.image_ready`` or ``recipe.image_failed`` in the
+outbox) commits in the handler's transaction, which nothing here commits; a duplicate event then
+finds the job finished and does nothing.
 """
 
 import asyncio
@@ -17,17 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts import Event, ImageReference, ImageVariant, RecipeImageFailed, RecipeImageReady
+from media import attempts
 from media.db import SessionMaker
 from media.errors import ImageRejected
 from media.fetch import OriginalFetcher
 from media.imaging import RESIZED_VARIANT, RenderedImage
 from media.metrics import IMAGE_JOBS, PROCESSING_SECONDS
-from media.models import FINISHED, ImageJob, JobStatus
+from media.models import ImageJob, JobStatus
 from media.renderer import Renderer
 from media.storage import Storage
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[Event], Awaitable[Any]]
 
 
-async def lock_recipe(session: AsyncSession, recipe_id: int) -> None:
+async def lock_recipe(*, session: AsyncSession, recipe_id: int) -> None:
     """Serialise the media work of one recipe until this transaction ends."""
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended('media.recipe:' || :id, 0))"),
@@ -61,9 +62,9 @@ class ImagePipeline:
         reference: ImageReference,
     ) -> str:
         """Process one image version of a recipe once; returns the outcome."""
-        await lock_recipe(session, recipe_id)
+        await lock_recipe(session=session, recipe_id=recipe_id)
         version = reference.image_version
-        if not await self._start_attempt(recipe_id, version):
+        if not await attempts.start(self.session_maker, recipe_id, version):
             outcome = "duplicate"
         elif await _newer_version_ready(session, recipe_id, version):
             await _finish(session, recipe_id, version, JobStatus.SUPERSEDED)
@@ -93,7 +94,7 @@ class ImagePipeline:
             return "failed"
         except Exception as exc:
             IMAGE_JOBS.labels("error").inc()
-            await self._record_error(recipe_id, version, repr(exc))
+            await attempts.record_error(self.session_maker, recipe_id, version, repr(exc))
             raise
         await _mark(session, recipe_id, replaced, JobStatus.PURGED)
         ready = RecipeImageReady(
@@ -127,32 +128,11 @@ class ImagePipeline:
 
     async def purge_recipe(self, *, session: AsyncSession, recipe_id: int) -> list[int]:
         """Delete every stored asset of a deleted recipe; returns the purged versions."""
-        await lock_recipe(session, recipe_id)
+        await lock_recipe(session=session, recipe_id=recipe_id)
         stored = await _versions(session, recipe_id, {JobStatus.READY, JobStatus.PROCESSING})
         await self.storage.purge(recipe_id, stored)
         await _mark(session, recipe_id, stored, JobStatus.PURGED)
         return stored
-
-    async def _start_attempt(self, recipe_id: int, version: int) -> bool:
-        """Count an attempt of an unfinished job (creating it); False if it already finished."""
-        new_job = insert(ImageJob).values(
-            recipe_id=recipe_id, image_version=version, status=JobStatus.PROCESSING, attempts=1
-        )
-        statement = new_job.on_conflict_do_update(
-            index_elements=["recipe_id", "image_version"],
-            set_={"attempts": col(ImageJob.attempts) + 1, "started_at": func.now()},
-            where=col(ImageJob.status).not_in(list(FINISHED)),
-        ).returning(col(ImageJob.id))
-        async with self.session_maker() as session, session.begin():
-            return await session.scalar(statement) is not None
-
-    async def _record_error(self, recipe_id: int, version: int, error: str) -> None:
-        async with self.session_maker() as session, session.begin():
-            await session.execute(
-                update(ImageJob)
-                .where(col(ImageJob.recipe_id) == recipe_id, col(ImageJob.image_version) == version)
-                .values(error=error[:2000])
-            )
 
 
 async def _newer_version_ready(session: AsyncSession, recipe_id: int, version: int) -> bool:

@@ -13,7 +13,6 @@ from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings
 
 SERVICE_NAME = "media"
-QUEUE_NAME = "media.events"
 
 
 class Settings(ServiceSettings):

@@ -1,8 +1,5 @@
 """A media worker wired as ``media worker`` wires it, against the test broker and database."""
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,26 +20,17 @@ from contracts import (
     make_envelope,
 )
 from media.db import SessionMaker
-from media.main import build_consumer, build_pipeline
+from media.main import service
 from media.models import ImageJob
 from media.service import ImagePipeline
 from media.settings import Settings
+from media.worker import build_pipeline
 from servicekit.bus import Bus
 from servicekit.runtime import Messaging
 from servicekit.tables import OutboxMessage
+from servicekit.testing import eventually
 
 from ..originals import RECIPES_URL, OriginalsServer
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def recipe_created(recipe_id: int, image: ImageReference | None) -> RecipeCreated:
@@ -87,7 +75,7 @@ class MediaWorker:
         self.pipeline = build_pipeline(
             self.settings, self.session_maker, transport=self.originals.transport
         )
-        consumer = build_consumer(self.settings, self.session_maker, self.pipeline)
+        consumer = service.consumer(self.settings, self.session_maker, [self.pipeline])
         self._messaging = Messaging(
             amqp_url=self.settings.amqp_url,
             database_url=self.settings.database_url,

@@ -6,26 +6,25 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from prometheus_client import REGISTRY
 
 from contracts import RecipeDeleted, RecipeImageFailed, RecipeImageReady, RecipeUpdated
 from media.fetch import UNAVAILABLE
+from media.main import service
 from media.models import JobStatus
-from media.settings import QUEUE_NAME
 from servicekit import dead_letters
-from servicekit.metrics import EVENTS_CONSUMED
+from servicekit.testing import eventually, metric_value
 
 from ..cloudinary_standin import CloudinaryStandIn
 from ..corpus import encode, hostile_corpus, noisy
 from ..originals import CREDENTIAL
 from .conftest import StartWorker
-from .harness import eventually, recipe_created
+from .harness import recipe_created
 
 pytestmark = pytest.mark.integration
 
 
 def jobs_total(outcome: str) -> float:
-    return REGISTRY.get_sample_value("media_image_jobs_total", {"outcome": outcome}) or 0.0
+    return metric_value("media_image_jobs_total", outcome=outcome)
 
 
 def cloudinary_settings(standin: CloudinaryStandIn) -> dict[str, object]:
@@ -77,8 +76,8 @@ async def test_same_image_event_twice_uploads_once_and_publishes_once(
     start_worker: StartWorker, cloudinary_standin: CloudinaryStandIn
 ) -> None:
     worker = await start_worker(**cloudinary_settings(cloudinary_standin))
-    redelivered = EVENTS_CONSUMED.labels(QUEUE_NAME, "recipe.created", "duplicate")
-    inbox_duplicates_before = redelivered._value.get()
+    redelivered = {"queue": service.queue, "event_type": "recipe.created", "outcome": "duplicate"}
+    inbox_duplicates_before = metric_value("events_consumed_total", **redelivered)
     job_duplicates_before = jobs_total("duplicate")
     event = recipe_created(42, worker.originals.add(42, 1, encode(noisy((500, 400)), "PNG")))
     [envelope] = await worker.send(event)
@@ -87,7 +86,7 @@ async def test_same_image_event_twice_uploads_once_and_publishes_once(
 
     async def both_duplicates_handled() -> bool:
         return (
-            redelivered._value.get() > inbox_duplicates_before
+            metric_value("events_consumed_total", **redelivered) > inbox_duplicates_before
             and jobs_total("duplicate") > job_duplicates_before
         )
 
@@ -183,7 +182,7 @@ async def test_unavailable_recipes_service_retries_then_dead_letters(
     await worker.send(recipe_created(45, reference))
 
     async def parked() -> bool:
-        return await dead_letters.count(amqp_url, QUEUE_NAME) == 1
+        return await dead_letters.count(amqp_url, service.queue) == 1
 
     await eventually(parked)
     job = await worker.job(45, 1)
@@ -225,12 +224,12 @@ async def test_without_the_credential_an_expired_link_fails_the_image(
 
 async def test_event_without_image_is_ignored(start_worker: StartWorker) -> None:
     worker = await start_worker()
-    handled = EVENTS_CONSUMED.labels(QUEUE_NAME, "recipe.created", "handled")
-    before = handled._value.get()
+    handled = {"queue": service.queue, "event_type": "recipe.created", "outcome": "handled"}
+    before = metric_value("events_consumed_total", **handled)
     await worker.send(recipe_created(46, None))
 
     async def consumed() -> bool:
-        return bool(handled._value.get() > before)
+        return bool(metric_value("events_consumed_total", **handled) > before)
 
     await eventually(consumed)
     assert worker.originals.requests == []

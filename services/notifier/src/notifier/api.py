@@ -1,45 +1,47 @@
 """Routes of ``/api/notifications/``: preferences (with the user's token) and one-click
-unsubscribe (RFC 8058: no login, the signed token says who)."""
+unsubscribe (RFC 8058: no login, the signed token says who).
+
+A route that changes state owns its transaction (``async with session.begin()``); the use cases
+of ``notifier.service`` never commit (see its docstring).
+"""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from notifier import preferences
-from notifier.db import SessionDep
+from notifier.mail.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
+from notifier.service import preferences
 from notifier.settings import Settings
-from notifier.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from servicekit.errors import ApiError, error_responses
+from servicekit.fastapi import SessionDep, app_state
 from servicekit.tokens import CurrentPrincipal
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+SettingsDep = Annotated[Settings, app_state("settings")]
 
 
 @router.get("/preferences/", response_model=PreferencesOut, responses=error_responses(401))
 async def read_preferences(
-    request: Request, session: SessionDep, principal: CurrentPrincipal
+    session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
 ) -> PreferencesOut:
     return await preferences.get_preferences(
-        session, user_id=principal.user_id, default_zone=_settings(request).default_timezone
+        session=session, user_id=principal.user_id, default_zone=settings.default_timezone
     )
 
 
 @router.put("/preferences/", response_model=PreferencesOut, responses=error_responses(400, 401))
 async def change_preferences(
-    request: Request, body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal
+    body: PreferencesIn, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
 ) -> PreferencesOut:
-    return await preferences.update_preferences(
-        session,
-        user_id=principal.user_id,
-        change=body,
-        default_zone=_settings(request).default_timezone,
-    )
+    async with session.begin():
+        return await preferences.update_preferences(
+            session=session,
+            user_id=principal.user_id,
+            change=body,
+            default_zone=settings.default_timezone,
+        )
 
 
 @router.post("/unsubscribe/", response_model=UnsubscribeOut, responses=error_responses(400))
@@ -62,5 +64,6 @@ async def unsubscribe(
         user_id = tokens.user_id(token or "")
     except InvalidUnsubscribeToken as exc:
         raise ApiError("Invalid unsubscribe token.", code="invalid_token") from exc
-    await preferences.unsubscribe(session, user_id=user_id)
+    async with session.begin():
+        await preferences.unsubscribe(session=session, user_id=user_id)
     return UnsubscribeOut(detail="You will receive no more digests.", daily_digest=False)

@@ -18,7 +18,6 @@ from notifier.zones import is_known_zone
 from servicekit.settings import ServiceSettings, TokenSettings
 
 SERVICE_NAME = "notifier"
-QUEUE_NAME = "notifier.events"
 #: The tick job this service emits and answers; the backup service's ticks share the routing key.
 DIGEST_SCAN_JOB = "digest-scan"
 DEV_UNSUBSCRIBE_SECRET = "notifier-dev-only-unsubscribe-secret"

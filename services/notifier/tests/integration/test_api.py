@@ -6,16 +6,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from contracts import UserDeleted, make_envelope
-from notifier import handlers
-from notifier.dispatch import Dispatcher
+from contracts import UserDeleted
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.unsubscribe import UnsubscribeTokens
+from notifier.main import service
 from notifier.models import Preference
-from notifier.planning import scan_for_digests
+from notifier.service.planning import scan_for_digests
 from notifier.settings import Settings
-from notifier.unsubscribe import UnsubscribeTokens
-from servicekit.consumer import EventContext
 from servicekit.db import SessionMaker
-from servicekit.testing import TokenFactory
+from servicekit.testing import TokenFactory, deliver
 from tests.support import MONDAY_SIX, SmtpServer, add_recipe, add_user
 
 pytestmark = pytest.mark.integration
@@ -69,7 +68,7 @@ async def test_one_click_unsubscribe_from_the_mail_header_without_login(
     await add_user(session_maker, 1, "alice")
     await add_recipe(session_maker, 10, "Pie", seller_id=9, at=MONDAY_SIX - timedelta(hours=5))
     async with session_maker() as session, session.begin():
-        await scan_for_digests(session, scan_slot=MONDAY_SIX, settings=settings)
+        await scan_for_digests(session=session, scan_slot=MONDAY_SIX, settings=settings)
     await dispatcher.send_pending()
     (message,) = smtp.mailbox.messages
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -91,7 +90,7 @@ async def test_one_click_unsubscribe_from_the_mail_header_without_login(
     await add_recipe(session_maker, 11, "Tart", seller_id=9, at=MONDAY_SIX + timedelta(hours=5))
     async with session_maker() as session, session.begin():
         planned = await scan_for_digests(
-            session, scan_slot=MONDAY_SIX + timedelta(days=1), settings=settings
+            session=session, scan_slot=MONDAY_SIX + timedelta(days=1), settings=settings
         )
     assert planned == 0
     assert parse_qs(url.query)["token"]  # the token travelled in the URL
@@ -125,15 +124,16 @@ async def test_openapi_is_served_under_the_service_prefix(client: httpx.AsyncCli
 
 
 async def test_a_deleted_users_token_is_refused_and_their_preferences_go(
-    client: httpx.AsyncClient, token_factory: TokenFactory, session_maker: SessionMaker
+    client: httpx.AsyncClient,
+    token_factory: TokenFactory,
+    session_maker: SessionMaker,
+    settings: Settings,
 ) -> None:
     """Issue 16 row 3: the notifier accepted any unexpired token of a deleted user."""
     headers = token_factory.headers(user_id=7, username="alice", role="customer")
     await client.put(PREFERENCES, headers=headers, json={"timezone": "Europe/Berlin"})
     deleted = UserDeleted(user_id=7, username="alice", version=2, deleted_at=MONDAY_SIX)
-    async with session_maker() as session, session.begin():
-        context = EventContext(session, make_envelope(deleted, producer="test"), "notifier")
-        await handlers.on_user_deleted(context, deleted)
+    assert await deliver(service.consumer(settings, session_maker), deleted)
     for answer in (
         await client.get(PREFERENCES, headers=headers),
         await client.put(PREFERENCES, headers=headers, json={"daily_digest": True}),

@@ -8,14 +8,14 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from contracts import UserRole, UserUpdated
-from notifier import copies
-from notifier.dispatch import Dispatcher
-from notifier.main import build_dispatcher, build_transport
-from notifier.mime import OutgoingMail
+from notifier.mail.dispatch import Dispatcher
+from notifier.mail.mime import OutgoingMail
+from notifier.mail.transport import Transport
 from notifier.models import Delivery, DeliveryStatus, Recipient
-from notifier.planning import scan_for_digests
+from notifier.service import copies
+from notifier.service.planning import scan_for_digests
 from notifier.settings import Settings
-from notifier.transport import Transport
+from notifier.worker import build_dispatcher, build_transport
 from servicekit.db import SessionMaker
 from tests.support import (
     MONDAY_SIX,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 async def scan(session_maker: SessionMaker, settings: Settings, slot: datetime) -> int:
     async with session_maker() as session, session.begin():
-        return await scan_for_digests(session, scan_slot=slot, settings=settings)
+        return await scan_for_digests(session=session, scan_slot=slot, settings=settings)
 
 
 async def statuses(session_maker: SessionMaker) -> dict[int, list[str]]:
@@ -357,10 +357,10 @@ async def test_a_new_address_ends_bouncing(session_maker: SessionMaker, settings
             updated_at=MONDAY_SIX,
             version=2,
         )
-        await copies.apply_user(session, same)
+        await copies.apply_user(session=session, event=same)
     assert await scan(session_maker, settings, MONDAY_SIX) == 0  # still the bouncing address
 
     async with session_maker() as session, session.begin():
         moved = same.model_copy(update={"email": "alice@new.example.test", "version": 3})
-        await copies.apply_user(session, moved)
+        await copies.apply_user(session=session, event=moved)
     assert await scan(session_maker, settings, MONDAY_SIX + timedelta(days=1)) == 1

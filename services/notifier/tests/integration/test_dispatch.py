@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from notifier.main import build_dispatcher, build_transport
-from notifier.mime import OutgoingMail
+from notifier.mail.mime import OutgoingMail
+from notifier.mail.transport import ServerUnavailable, Transport
 from notifier.models import Delivery
-from notifier.planning import plan_digests
+from notifier.service.planning import plan_digests
 from notifier.settings import Settings
-from notifier.transport import ServerUnavailable, Transport
+from notifier.worker import build_dispatcher, build_transport
 from servicekit.db import SessionMaker
 from tests.support import MONDAY_SIX, SmtpServer, add_recipe, add_user, address_of, text_part
 
@@ -25,7 +25,7 @@ async def plan_for(session_maker: SessionMaker, users: int) -> None:
     await add_recipe(session_maker, 10, "Pie", seller_id=999, at=MONDAY_SIX - timedelta(hours=5))
     async with session_maker() as session, session.begin():
         await plan_digests(
-            session, digest_date=MONDAY_SIX.date(), as_of=MONDAY_SIX, default_zone="UTC"
+            session=session, digest_date=MONDAY_SIX.date(), as_of=MONDAY_SIX, default_zone="UTC"
         )
 
 

@@ -16,14 +16,15 @@ from contracts import (
     UserUpdated,
     make_envelope,
 )
-from notifier.dispatch import Dispatcher
-from notifier.handlers import build_consumer
+from notifier.mail.dispatch import Dispatcher
+from notifier.main import service
 from notifier.models import Delivery, DigestScan, Recipient
 from notifier.settings import DIGEST_SCAN_JOB, Settings
-from servicekit.bus import Bus, RetryPolicy
+from servicekit.bus import Bus
 from servicekit.db import SessionMaker
 from servicekit.tables import InboxMessage
-from tests.support import MONDAY_SIX, SmtpServer, add_recipe, address_of, eventually, text_part
+from servicekit.testing import eventually
+from tests.support import MONDAY_SIX, SmtpServer, add_recipe, address_of, text_part
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.integration
 async def bus(amqp_url: str, session_maker: SessionMaker, settings: Settings) -> AsyncIterator[Bus]:
     bus = Bus(amqp_url)
     await bus.connect()
-    consumer = build_consumer(session_maker, settings, retry_policy=RetryPolicy(delays=(0.05, 0.1)))
+    quick_retries = settings.model_copy(update={"retry_delays": (0.05, 0.1)})
+    consumer = service.consumer(quick_retries, session_maker)
     await consumer.start(bus)
     yield bus
     await consumer.stop()

@@ -7,10 +7,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from contracts import RecipeImageReady, ScheduleTick, UserRegistered
-from notifier.db import create_engine, create_session_maker
-from notifier.handlers import build_consumer
-from notifier.main import migrate
-from notifier.settings import QUEUE_NAME, Settings
+from notifier.main import service
+from notifier.settings import Settings
 from servicekit.testing import (
     TokenFactory,
     Vhost,
@@ -32,14 +30,13 @@ async def test_migrate_declares_the_worker_queue_with_its_bindings_and_retries(
     settings = settings.model_copy(update={"amqp_url": amqp_url})
     # The management API, where migrate sets the queue policies (a container maps it anywhere).
     settings = settings.model_copy(update={"amqp_management_url": vhost_admin.management_url})
-    await asyncio.to_thread(migrate, settings)
+    await asyncio.to_thread(service.migrate, settings)
 
-    assert_queue_topology(vhost_admin, vhost, QUEUE_NAME, settings.retry_policy)
-    session_maker = create_session_maker(create_engine(settings.database_url))
-    consumed = build_consumer(session_maker, settings).routing_keys
+    assert_queue_topology(vhost_admin, vhost, service.queue, settings.retry_policy)
+    consumed = service.routing_keys
     assert {UserRegistered.event_type, ScheduleTick.event_type} <= set(consumed)
     # An event the worker does not consume is not routed to its queue.
-    routed = await routed_keys(amqp_url, QUEUE_NAME, [*consumed, RecipeImageReady.event_type])
+    routed = await routed_keys(amqp_url, service.queue, [*consumed, RecipeImageReady.event_type])
     assert routed == set(consumed)
 
 

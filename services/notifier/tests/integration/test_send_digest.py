@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.main import main, send_digest
+from notifier.commands import send_digest
+from notifier.main import main
 from notifier.settings import Settings
 from servicekit.db import SessionMaker
 from tests.support import SmtpServer, add_recipe, add_user, address_of

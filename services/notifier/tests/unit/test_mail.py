@@ -8,10 +8,10 @@ from email.policy import default as default_policy
 import pytest
 from markupsafe import escape
 
-from notifier.content import DigestContent, NewRecipe, ReceivedRating, TopRecipe
-from notifier.mail import InvalidAddress, MailComposer, MailRecipient, display_name
-from notifier.mime import OutgoingMail
-from notifier.unsubscribe import UnsubscribeTokens
+from notifier.mail.compose import InvalidAddress, MailComposer, MailRecipient, display_name
+from notifier.mail.content import DigestContent, NewRecipe, ReceivedRating, TopRecipe
+from notifier.mail.mime import OutgoingMail
+from notifier.mail.unsubscribe import UnsubscribeTokens
 
 TOKENS = UnsubscribeTokens("unit-secret")
 COMPOSER = MailComposer(

@@ -8,7 +8,7 @@ from email.policy import default as default_policy
 
 import pytest
 
-from notifier.mime import alternative, encoded_body, header, mailbox_header
+from notifier.mail.mime import alternative, encoded_body, header, mailbox_header
 
 NAMES = [
     "",

@@ -1,4 +1,4 @@
-from notifier.rate_limit import RateLimiter
+from notifier.mail.rate_limit import RateLimiter
 
 
 async def test_rate_limiter_spaces_acquisitions() -> None:

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from notifier.mime import OutgoingMail, header
-from notifier.transport import FileTransport
+from notifier.mail.mime import OutgoingMail, header
+from notifier.mail.transport import FileTransport
 
 
 async def test_file_transport_writes_one_eml_per_message_id(tmp_path: Path) -> None:

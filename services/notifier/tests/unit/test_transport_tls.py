@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from notifier.mime import OutgoingMail, header
+from notifier.mail.mime import OutgoingMail, header
+from notifier.mail.transport import CleartextLoginRefused, ServerUnavailable, SmtpTransport
 from notifier.settings import Settings
-from notifier.transport import CleartextLoginRefused, ServerUnavailable, SmtpTransport
 from tests.support import Mailbox, free_port
 
 USER, PASSWORD = "mailer", "s3cret"

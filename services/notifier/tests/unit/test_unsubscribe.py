@@ -1,7 +1,7 @@
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from notifier.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
+from notifier.mail.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 
 
 def test_token_round_trip() -> None:

@@ -5,7 +5,6 @@ Every path answers with and without its trailing slash (both are registered; no 
 
 import hmac
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -13,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from recipes import listing, ratings, service
-from recipes.db import ReadConnectionDep, SessionDep
 from recipes.images import MEDIA_CREDENTIAL_HEADER, UploadedImage, image_path, signature_valid
 from recipes.models import Rating, Recipe
 from recipes.responses import (
@@ -38,6 +36,7 @@ from recipes.schemas import (
 from recipes.settings import Settings
 from recipes.uploads import read_recipe_input
 from servicekit.errors import PermissionDenied, error_responses
+from servicekit.fastapi import ReadConnectionDep, SessionDep, app_state, slash_tolerant_routes
 from servicekit.forms import FormBodyRoute
 from servicekit.tokens import CustomerPrincipal, OptionalPrincipal, Principal, SellerPrincipal
 
@@ -48,28 +47,9 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 internal_router = APIRouter(include_in_schema=False)
 
-F = TypeVar("F", bound=Callable[..., Any])
+route = slash_tolerant_routes(router)
 
-
-def route(path: str, *, methods: list[str], **kwargs: Any) -> Callable[[F], F]:
-    """Register ``path`` and the same path without its trailing slash."""
-
-    def register(endpoint: F) -> F:
-        router.add_api_route(path, endpoint, methods=methods, **kwargs)
-        router.add_api_route(
-            path.rstrip("/"), endpoint, methods=methods, include_in_schema=False, **kwargs
-        )
-        return endpoint
-
-    return register
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, app_state("settings")]
 
 #: Recipe ids and image versions are PostgreSQL integers: a larger number names nothing.
 MAX_ID = 2**31 - 1
@@ -213,7 +193,7 @@ async def create_recipe(
             fields=fields,
             image=image,
             signer=_signer(settings),
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return recipe_out(recipe, seller)
 
@@ -257,7 +237,7 @@ async def _update(
             changes=changes,
             image=image,
             signer=_signer(settings),
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return recipe_out(recipe, seller)
 
@@ -311,7 +291,7 @@ async def delete_recipe(
             session=session,
             recipe_id=recipe_id,
             seller=seller,
-            publish=service.outbox_publisher(session),
+            publish=service.outbox_publisher(session=session),
         )
     return Response(status_code=204)
 

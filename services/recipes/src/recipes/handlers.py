@@ -2,12 +2,9 @@
 
 import logging
 
-from contracts import RecipeImageFailed, RecipeImageReady, UserDeleted, UserUpdated
+from contracts import Event, RecipeImageFailed, RecipeImageReady, UserDeleted, UserUpdated
 from recipes import ratings, service
-from recipes.settings import QUEUE_NAME, SERVICE_NAME
-from servicekit.bus import RetryPolicy
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
+from servicekit.consumer import EventContext, Handler
 from servicekit.revocation import record_user_state
 
 logger = logging.getLogger(__name__)
@@ -42,23 +39,10 @@ async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
     await service.delete_sellers_recipes(session=ctx.session, event=event, publish=ctx.publish)
 
 
-def build_consumer(
-    session_maker: SessionMaker,
-    *,
-    retry_policy: RetryPolicy,
-    prefetch: int = 32,
-    batch_size: int = 1,
-) -> Consumer:
-    consumer = Consumer(
-        queue=QUEUE_NAME,
-        producer=SERVICE_NAME,
-        session_maker=session_maker,
-        retry_policy=retry_policy,
-        prefetch=prefetch,
-        batch_size=batch_size,
-    )
-    consumer.on(RecipeImageReady, on_image_ready)
-    consumer.on(RecipeImageFailed, on_image_failed)
-    consumer.on(UserUpdated, on_user_updated)
-    consumer.on(UserDeleted, on_user_deleted)
-    return consumer
+#: What ``recipes.events`` consumes: the service's spec (``recipes.main``) declares it.
+HANDLERS: dict[type[Event], Handler] = {
+    RecipeImageReady: on_image_ready,
+    RecipeImageFailed: on_image_failed,
+    UserUpdated: on_user_updated,
+    UserDeleted: on_user_deleted,
+}

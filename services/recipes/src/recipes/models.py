@@ -12,7 +12,7 @@ commits, so the sum of the shards changes with every committed change. Shards,
 so that concurrent ratings of different recipes do not queue on one counter row.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -38,16 +38,15 @@ from sqlalchemy.orm import QueryableAttribute, defer
 from sqlalchemy.orm.interfaces import LoaderOption
 from sqlmodel import Field, SQLModel
 
+# Re-exported: the use cases (``service``, ``ratings``) take the clock from here.
+from servicekit.tables import utcnow as utcnow
+
 SEARCH_CONFIG = "english"
 SEARCH_VECTOR_SQL = (
     f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(title, '')), 'A')"
     f" || setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(description, '')), 'B')"
     f" || setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, coalesce(ingredients, '')), 'C')"
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _timestamp() -> Any:

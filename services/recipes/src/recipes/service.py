@@ -47,7 +47,7 @@ class NotRecipeOwner(PermissionDenied):
         super().__init__("You do not have permission to perform this action.")
 
 
-def outbox_publisher(session: AsyncSession) -> Publish:
+def outbox_publisher(*, session: AsyncSession) -> Publish:
     """``publish`` for use cases called from the API: straight into this session's outbox."""
 
     async def publish(event: Event) -> None:

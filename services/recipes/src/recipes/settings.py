@@ -13,7 +13,6 @@ from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings, TokenSettings
 
 SERVICE_NAME = "recipes"
-QUEUE_NAME = "recipes.events"
 DEV_IMAGE_URL_SECRET = "recipes-dev-only-image-url-secret"
 
 

@@ -4,6 +4,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+import recipes.main
+import servicekit.testing
 from contracts import (
     ORIGINAL_IMAGE_VARIANT,
     Event,
@@ -12,11 +14,10 @@ from contracts import (
     RecipeImageReady,
     UserDeleted,
     UserUpdated,
-    make_envelope,
 )
-from recipes import handlers, service
+from recipes import service
 from recipes.models import RecipeImage
-from servicekit.consumer import EventContext, Handler
+from recipes.settings import Settings
 from servicekit.db import SessionMaker
 from tests.support import JPEG, PNG, Users, create_recipe, outbox_events
 
@@ -26,17 +27,10 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def deliver(session_maker: SessionMaker, event: Event) -> None:
-    """Run the handler for ``event`` in its own transaction, as the consumer does."""
-    handlers_by_type: dict[type[Event], Handler] = {
-        RecipeImageReady: handlers.on_image_ready,
-        RecipeImageFailed: handlers.on_image_failed,
-        UserUpdated: handlers.on_user_updated,
-        UserDeleted: handlers.on_user_deleted,
-    }
-    handler = handlers_by_type[type(event)]
-    async with session_maker() as session, session.begin():
-        envelope = make_envelope(event, producer="test")
-        await handler(EventContext(session, envelope, "recipes"), event)
+    """Run ``event`` through the recipes consumer's handlers and inbox, as for one message."""
+    # The recipes handlers need no settings: the defaults do.
+    consumer = recipes.main.service.consumer(Settings.model_construct(), session_maker)
+    assert await servicekit.testing.deliver(consumer, event)
 
 
 def ready(recipe_id: int, version: int) -> RecipeImageReady:

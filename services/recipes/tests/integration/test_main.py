@@ -7,9 +7,8 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from contracts import RecipeCreated, RecipeImageReady, UserDeleted
-from recipes.db import create_engine, create_session_maker
-from recipes.main import build_worker_consumer, migrate
-from recipes.settings import QUEUE_NAME, Settings
+from recipes.main import service
+from recipes.settings import Settings
 from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology, routed_keys
 from servicekit.tracing import capture_spans
 
@@ -25,14 +24,13 @@ async def test_migrate_declares_the_worker_queue_with_its_bindings_and_retries(
     settings = settings.model_copy(update={"amqp_url": amqp_url})
     # The management API, where migrate sets the queue policies (a container maps it anywhere).
     settings = settings.model_copy(update={"amqp_management_url": vhost_admin.management_url})
-    await asyncio.to_thread(migrate, settings)
+    await asyncio.to_thread(service.migrate, settings)
 
-    assert_queue_topology(vhost_admin, vhost, QUEUE_NAME, settings.retry_policy)
-    session_maker = create_session_maker(create_engine(settings.database_url))
-    consumed = build_worker_consumer(settings, session_maker).routing_keys
+    assert_queue_topology(vhost_admin, vhost, service.queue, settings.retry_policy)
+    consumed = service.routing_keys
     assert {UserDeleted.event_type, RecipeImageReady.event_type} <= set(consumed)
     # An event the worker does not consume (the service's own) is not routed to its queue.
-    routed = await routed_keys(amqp_url, QUEUE_NAME, [*consumed, RecipeCreated.event_type])
+    routed = await routed_keys(amqp_url, service.queue, [*consumed, RecipeCreated.event_type])
     assert routed == set(consumed)
 
 

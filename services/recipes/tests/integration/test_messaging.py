@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from contracts import EXCHANGE_NAME, Envelope, ImageVariant, RecipeImageReady, make_envelope
-from recipes.handlers import build_consumer
-from recipes.main import create_app
+from recipes.app import create_app
+from recipes.main import service
 from recipes.settings import Settings
 from servicekit.bus import Bus
 from servicekit.testing import TokenFactory
@@ -103,7 +103,7 @@ async def test_worker_applies_image_events_twice_and_out_of_order(
 
     bus = Bus(amqp_url)
     await bus.connect()
-    consumer = build_consumer(app.state.session_maker, retry_policy=settings.retry_policy)
+    consumer = service.consumer(settings, app.state.session_maker)
     await consumer.start(bus)
     try:
 

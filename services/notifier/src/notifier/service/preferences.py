@@ -13,7 +13,7 @@ from servicekit.tables import utcnow
 
 
 async def get_preferences(
-    session: AsyncSession, *, user_id: int, default_zone: str
+    *, session: AsyncSession, user_id: int, default_zone: str
 ) -> PreferencesOut:
     stored = await session.get(Preference, user_id)
     if stored is None:
@@ -24,7 +24,7 @@ async def get_preferences(
 
 
 async def update_preferences(
-    session: AsyncSession, *, user_id: int, change: PreferencesIn, default_zone: str
+    *, session: AsyncSession, user_id: int, change: PreferencesIn, default_zone: str
 ) -> PreferencesOut:
     """Upsert what ``change`` sets (a user may choose before their account reaches us)."""
     await hold_writer(session, user_id)  # a deleted user's change waits for, then meets, the 401
@@ -32,19 +32,20 @@ async def update_preferences(
     if values.get("daily_digest") is None:
         values.pop("daily_digest", None)
     values["updated_at"] = utcnow()
-    await _upsert(session, user_id=user_id, values=values)
-    return await get_preferences(session, user_id=user_id, default_zone=default_zone)
+    await _upsert(session=session, user_id=user_id, values=values)
+    return await get_preferences(session=session, user_id=user_id, default_zone=default_zone)
 
 
-async def unsubscribe(session: AsyncSession, *, user_id: int) -> None:
+async def unsubscribe(*, session: AsyncSession, user_id: int) -> None:
     """Turn the digest off (idempotent)."""
-    await _upsert(session, user_id=user_id, values={"daily_digest": False, "updated_at": utcnow()})
+    await _upsert(
+        session=session, user_id=user_id, values={"daily_digest": False, "updated_at": utcnow()}
+    )
 
 
-async def _upsert(session: AsyncSession, *, user_id: int, values: dict[str, Any]) -> None:
+async def _upsert(*, session: AsyncSession, user_id: int, values: dict[str, Any]) -> None:
     row = {"daily_digest": True, "timezone": None, **values, "user_id": user_id}
     stmt = insert(Preference).values(row)
     await session.execute(
         stmt.on_conflict_do_update(index_elements=[col(Preference.user_id)], set_=values)
     )
-    await session.commit()

@@ -1,6 +1,8 @@
 """Benchmark of the export (not a test): time, rows/s and peak memory for N users.
 
-    uv run python services/backup/bench_export.py --users 100000
+    uv run python bench/backup_export.py --users 100000
+
+The ``backup`` scenario of ``make bench`` (scenario_backup.py) uses its seed and ``--measure``.
 
 Creates a scratch database, migrates it, inserts N users with ``COPY FROM``, then measures, each
 in a fresh process so that its peak RSS (``VmHWM`` in ``/proc/self/status``) is its own:
@@ -38,7 +40,7 @@ from backup.exports import Exporter
 from servicekit.db import libpq_url
 from servicekit.migrations import upgrade_database
 
-SERVICE_DIR = Path(__file__).resolve().parent
+SERVICE_DIR = Path(__file__).resolve().parents[1] / "services" / "backup"
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 VARIANTS = ("export", "plain-copy", "cursor")
 PLAIN_COPY = (

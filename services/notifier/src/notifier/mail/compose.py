@@ -23,10 +23,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 
-from notifier import mime
-from notifier.content import DigestContent
-from notifier.mime import OutgoingMail
-from notifier.unsubscribe import UnsubscribeTokens
+from notifier.mail import mime
+from notifier.mail.content import DigestContent
+from notifier.mail.mime import OutgoingMail
+from notifier.mail.unsubscribe import UnsubscribeTokens
 
 UNSUBSCRIBE_PATH = "/api/notifications/unsubscribe/"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -77,7 +77,7 @@ class MailComposer:
         self._unsubscribe_base = public_base_url.rstrip("/") + UNSUBSCRIBE_PATH
         self._tokens = tokens
         self._templates = Environment(
-            loader=PackageLoader("notifier", "templates"),
+            loader=PackageLoader("notifier.mail", "templates"),
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=StrictUndefined,
             trim_blocks=True,

@@ -26,7 +26,7 @@ from notifier.models import (
 from servicekit.tables import utcnow
 
 
-async def apply_user(session: AsyncSession, event: UserSnapshot) -> bool:
+async def apply_user(*, session: AsyncSession, event: UserSnapshot) -> bool:
     """Insert or update the recipient copy if ``event`` is newer; True when it was applied."""
     values: dict[str, Any] = {
         "username": event.username,
@@ -50,7 +50,7 @@ async def apply_user(session: AsyncSession, event: UserSnapshot) -> bool:
     return await session.scalar(upsert.returning(col(Recipient.user_id))) is not None
 
 
-async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
+async def apply_user_deleted(*, session: AsyncSession, event: UserDeleted) -> None:
     """Tombstone the copy (an older update arriving late must not bring the user back), drop
     the user's preferences and skip their pending mail."""
     stmt = insert(Recipient).values(
@@ -80,7 +80,7 @@ async def apply_user_deleted(session: AsyncSession, event: UserDeleted) -> None:
     )
 
 
-async def queue_welcome(session: AsyncSession, *, user_id: int, at: datetime) -> None:
+async def queue_welcome(*, session: AsyncSession, user_id: int, at: datetime) -> None:
     """Plan the welcome mail for a user the copy knows as active; the dispatcher sends it.
 
     Called for every ``user.registered``, whether or not it changed the copy: a newer
@@ -105,7 +105,7 @@ async def queue_welcome(session: AsyncSession, *, user_id: int, at: datetime) ->
     )
 
 
-async def apply_recipe_created(session: AsyncSession, event: RecipeCreated) -> None:
+async def apply_recipe_created(*, session: AsyncSession, event: RecipeCreated) -> None:
     await session.execute(
         insert(Recipe)
         .values(
@@ -120,7 +120,7 @@ async def apply_recipe_created(session: AsyncSession, event: RecipeCreated) -> N
     )
 
 
-async def apply_recipe_deleted(session: AsyncSession, event: RecipeDeleted) -> None:
+async def apply_recipe_deleted(*, session: AsyncSession, event: RecipeDeleted) -> None:
     stmt = insert(Recipe).values(
         recipe_id=event.recipe_id,
         seller_id=event.seller_id,
@@ -132,7 +132,7 @@ async def apply_recipe_deleted(session: AsyncSession, event: RecipeDeleted) -> N
     )
 
 
-async def apply_rating(session: AsyncSession, event: RatingAdded) -> None:
+async def apply_rating(*, session: AsyncSession, event: RatingAdded) -> None:
     values = {
         "recipe_id": event.recipe_id,
         "recipe_title": event.recipe_title,

@@ -49,8 +49,8 @@ class DueDigest:
 
 
 async def plan_digests(
-    session: AsyncSession,
     *,
+    session: AsyncSession,
     digest_date: date,
     as_of: datetime,
     default_zone: str,
@@ -65,7 +65,7 @@ async def plan_digests(
 
 
 async def due_digests(
-    session: AsyncSession, *, after: datetime, until: datetime, settings: Settings
+    *, session: AsyncSession, after: datetime, until: datetime, settings: Settings
 ) -> list[DueDigest]:
     """The (zone, local date) digests whose slot lies in ``(after, until]``."""
     zones = (await session.scalars(_ZONES, {"default_zone": settings.default_timezone})).all()
@@ -77,7 +77,7 @@ async def due_digests(
 
 
 async def scan_for_digests(
-    session: AsyncSession, *, scan_slot: datetime, settings: Settings
+    *, session: AsyncSession, scan_slot: datetime, settings: Settings
 ) -> int:
     """Plan every digest that came due since the previous scan; returns how many rows."""
     claimed = await session.scalar(
@@ -95,9 +95,9 @@ async def scan_for_digests(
     if previous is not None and previous > after:
         after = previous
     planned = 0
-    for due in await due_digests(session, after=after, until=scan_slot, settings=settings):
+    for due in await due_digests(session=session, after=after, until=scan_slot, settings=settings):
         count = await plan_digests(
-            session,
+            session=session,
             digest_date=due.digest_date,
             as_of=due.slot,
             default_zone=settings.default_timezone,

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import aiosmtplib
 
-from notifier.mime import OutgoingMail
+from notifier.mail.mime import OutgoingMail
 
 
 class TemporaryMailError(Exception):

@@ -36,19 +36,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from notifier.content import DigestMaterial
-from notifier.mail import InvalidAddress, MailComposer, MailRecipient
-from notifier.metrics import DIGESTS_DUE, DIGESTS_SENT, MAIL_FAILURES
-from notifier.mime import OutgoingMail
-from notifier.models import Delivery, DeliveryStatus, MailKind
-from notifier.rate_limit import RateLimiter
-from notifier.settings import Settings
-from notifier.transport import (
+from notifier.mail.compose import InvalidAddress, MailComposer, MailRecipient
+from notifier.mail.content import DigestMaterial
+from notifier.mail.mime import OutgoingMail
+from notifier.mail.rate_limit import RateLimiter
+from notifier.mail.transport import (
     PermanentMailError,
     ServerUnavailable,
     TemporaryMailError,
     Transport,
 )
+from notifier.metrics import DIGESTS_DUE, DIGESTS_SENT, MAIL_FAILURES
+from notifier.models import Delivery, DeliveryStatus, MailKind
+from notifier.settings import Settings
 from servicekit.db import SessionMaker
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Pytest plugin: real PostgreSQL databases and real RabbitMQ vhosts, isolated per test run.
+"""The servers tests run against: real PostgreSQL databases and real RabbitMQ vhosts, per run.
 
 With a reachable Docker engine (``DOCKER_HOST``, else the system socket) each test session starts
 its own PostgreSQL and RabbitMQ containers with testcontainers, from ``POSTGRES_IMAGE`` and
@@ -13,37 +13,24 @@ deletes the vhosts. Every database and vhost name carries this run's id, and all
 the end, so concurrent runs and leftovers never interfere.
 """
 
-import asyncio
 import contextlib
-import json
-import logging
 import os
-import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aio_pika
 import httpx
-import jwt
 import psycopg
-import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
-from contracts import EXCHANGE_NAME
-from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
 from servicekit.db import libpq_url
-from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from servicekit.tokens import TokenVerifier
-from servicekit.topology import consumer_queue_policy, policy_name
+from servicekit.defaults import DEFAULT_AMQP_URL
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @dataclass(frozen=True)
@@ -160,14 +147,9 @@ def _local() -> Infrastructure:
     )
 
 
-@pytest.fixture(scope="session")
-def infrastructure(request: pytest.FixtureRequest) -> Iterator[Infrastructure]:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-
-    def announce(line: str) -> None:
-        if reporter is not None:  # shown even with -q, so CI's log says which servers ran
-            reporter.write_line(line)
-
+@contextlib.contextmanager
+def start_servers(announce: Callable[[str], None]) -> Iterator[Infrastructure]:
+    """Containers when a Docker engine answers (``TESTS_USE_DOCKER``), else the local servers."""
     if _docker_reachable():
         with _containers(announce) as infra:
             yield infra
@@ -175,8 +157,8 @@ def infrastructure(request: pytest.FixtureRequest) -> Iterator[Infrastructure]:
         yield _local()
 
 
-@pytest.fixture(scope="session")
-def run_id() -> str:
+def new_run_id() -> str:
+    """What every database and vhost name of one test run carries."""
     return uuid.uuid4().hex[:10]
 
 
@@ -190,8 +172,8 @@ def with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
 
-@pytest.fixture(scope="session")
-def make_database(infrastructure: Infrastructure, run_id: str) -> Iterator[Callable[[str], str]]:
+@contextlib.contextmanager
+def database_factory(infrastructure: Infrastructure, run_id: str) -> Iterator[Callable[[str], str]]:
     """Factory: a new empty database named after this run; all are dropped at the end."""
     admin = libpq_url(infrastructure.admin_database_url)
     created: list[str] = []
@@ -265,34 +247,24 @@ class VhostAdmin:
         return len(conns)
 
     def queues(self, vhost: str) -> list[dict[str, Any]]:
-        with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(f"{self._base}/queues/{quote(vhost, safe='')}")
-            response.raise_for_status()
-            body: list[dict[str, Any]] = response.json()
-            return body
+        body: list[dict[str, Any]] = self._get("queues", vhost)
+        return body
 
     def policy(self, vhost: str, name: str) -> dict[str, Any]:
-        with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(
-                f"{self._base}/policies/{quote(vhost, safe='')}/{quote(name, safe='')}"
-            )
-            response.raise_for_status()
-            body: dict[str, Any] = response.json()
-            return body
+        body: dict[str, Any] = self._get("policies", vhost, name)
+        return body
 
     def queue(self, vhost: str, queue: str) -> dict[str, object]:
+        body: dict[str, object] = self._get("queues", vhost, queue)
+        return body
+
+    def _get(self, resource: str, *names: str) -> Any:
+        """``GET /api/<resource>/<name>/...`` (each name quoted), the decoded JSON body."""
+        path = "/".join([resource, *(quote(name, safe="") for name in names)])
         with httpx.Client(auth=self._auth, timeout=10) as client:
-            response = client.get(
-                f"{self._base}/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
-            )
+            response = client.get(f"{self._base}/{path}")
             response.raise_for_status()
-            body: dict[str, object] = response.json()
-            return body
-
-
-@pytest.fixture(scope="session")
-def vhost_admin(infrastructure: Infrastructure) -> VhostAdmin:
-    return VhostAdmin(infrastructure)
+            return response.json()
 
 
 @dataclass(frozen=True)
@@ -301,24 +273,13 @@ class Vhost:
     url: str
 
 
-@pytest.fixture
-def vhost(vhost_admin: VhostAdmin, run_id: str) -> Iterator[Vhost]:
-    """A fresh RabbitMQ vhost for one test, deleted afterwards."""
+@contextlib.contextmanager
+def fresh_vhost(vhost_admin: VhostAdmin, run_id: str) -> Iterator[Vhost]:
+    """A new RabbitMQ vhost named after this run, deleted afterwards."""
     name = f"t_{run_id}_{uuid.uuid4().hex[:8]}"
     url = vhost_admin.create(name)
     yield Vhost(name=name, url=url)
     vhost_admin.delete(name)
-
-
-@pytest.fixture
-def amqp_url(vhost: Vhost) -> str:
-    return vhost.url
-
-
-@pytest.fixture
-def management_url(vhost_admin: VhostAdmin) -> str:
-    """The broker's management API, credentials included: ``declare_queues`` sets policies there."""
-    return vhost_admin.management_url
 
 
 def truncate_all(database_url: str) -> None:
@@ -337,186 +298,3 @@ def truncate_all(database_url: str) -> None:
                     sql.SQL(", ").join(sql.Identifier(t) for t in tables)
                 )
             )
-
-
-class TokenFactory:
-    """Signs access tokens the way the auth service does, for other services' tests.
-
-    ``verifier()`` trusts only this factory's public JWK Set, so a test exercises the same
-    verification path as production without the auth service running.
-    """
-
-    def __init__(
-        self,
-        *,
-        issuer: str = DEFAULT_JWT_ISSUER,
-        audience: str = DEFAULT_JWT_AUDIENCE,
-        kid: str = "test-key",
-    ) -> None:
-        self.issuer = issuer
-        self.audience = audience
-        self.kid = kid
-        self._key = Ed25519PrivateKey.generate()
-
-    def jwks(self) -> dict[str, Any]:
-        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
-        public.update(kid=self.kid, use="sig", alg="EdDSA")
-        return {"keys": [public]}
-
-    def verifier(self) -> TokenVerifier:
-        jwks = self.jwks()
-
-        async def fetch() -> dict[str, Any]:
-            return jwks
-
-        return TokenVerifier(fetch, issuer=self.issuer, audience=self.audience)
-
-    def access_token(self, *, user_id: int, username: str, role: str, **overrides: Any) -> str:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "aud": self.audience,
-            "sub": str(user_id),
-            "username": username,
-            "role": role,
-            "typ": "access",
-            "iat": now,
-            "exp": now + 900,
-            "jti": uuid.uuid4().hex,
-        }
-        claims.update(overrides)
-        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
-
-    def headers(self, *, user_id: int, username: str, role: str) -> dict[str, str]:
-        token = self.access_token(user_id=user_id, username=username, role=role)
-        return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def token_factory() -> TokenFactory:
-    return TokenFactory()
-
-
-class TcpProxy:
-    """A loopback TCP proxy a test can cut and restore, to make a server unreachable."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.blocked = False
-        self.port = 0
-
-    async def start(self) -> "TcpProxy":
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def url_for(self, url: str) -> str:
-        """``url`` with its host and port replaced by this proxy's."""
-        parts = urlsplit(url)
-        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-        return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{self.port}"))
-
-    async def cut(self) -> None:
-        """Drop every open connection and refuse new ones until ``restore``."""
-        self.blocked = True
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    def restore(self) -> None:
-        self.blocked = False
-
-    async def stop(self) -> None:
-        await self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.blocked:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers.update((writer, up_writer))
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-            self._writers.discard(writer)
-
-
-@pytest.fixture
-async def amqp_proxy(infrastructure: Infrastructure) -> AsyncIterator[TcpProxy]:
-    """A cuttable proxy in front of the broker."""
-    parts = urlsplit(infrastructure.amqp_url)
-    proxy = await TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672).start()
-    yield proxy
-    await proxy.stop()
-
-
-async def routed_keys(amqp_url: str, queue: str, routing_keys: list[str]) -> set[str]:
-    """Publish one empty message per routing key; the keys of those that reached ``queue``."""
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()  # publisher confirms: queued once published
-        exchange = await channel.get_exchange(EXCHANGE_NAME)
-        for key in routing_keys:
-            await exchange.publish(aio_pika.Message(b"{}"), routing_key=key, timeout=10)
-        declared = await channel.get_queue(queue)
-        received: set[str] = set()
-        while (message := await declared.get(fail=False, timeout=10)) is not None:
-            received.add(str(message.routing_key))
-            await message.ack()
-        return received
-
-
-def queue_arguments(vhost_admin: VhostAdmin, vhost: Vhost, queue: str) -> dict[str, Any]:
-    """The ``x-`` arguments a queue was declared with, from the management API."""
-    found = vhost_admin.queue(vhost.name, queue)["arguments"]
-    assert isinstance(found, dict)
-    return found
-
-
-def assert_queue_topology(
-    vhost_admin: VhostAdmin, vhost: Vhost, queue: str, policy: RetryPolicy
-) -> None:
-    """``queue`` and its delay and dead-letter queues are quorum queues that dead-letter
-    at-least-once, and its policy carries the delivery limit (what ``migrate`` leaves)."""
-    found = vhost_admin.queue(vhost.name, queue)
-    arguments = found["arguments"]
-    assert isinstance(arguments, dict)
-    assert arguments["x-queue-type"] == "quorum"
-    assert arguments["x-dead-letter-strategy"] == "at-least-once"
-    # The policy itself: the queue's own view of it follows a few seconds later (statistics).
-    applied = vhost_admin.policy(vhost.name, policy_name(queue))
-    assert applied["pattern"] == f"^{re.escape(queue)}$"
-    assert applied["definition"] == consumer_queue_policy(policy)
-    for step in range(len(policy.delays)):
-        retry = queue_arguments(vhost_admin, vhost, retry_queue_name(queue, step))
-        assert retry["x-queue-type"] == "quorum"
-        assert retry["x-dead-letter-routing-key"] == queue
-        assert retry["x-dead-letter-strategy"] == "at-least-once"
-    dlq = queue_arguments(vhost_admin, vhost, dead_letter_queue_name(queue))
-    assert dlq["x-queue-type"] == "quorum"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that run a ``main()``: it points the root logger at the test's captured output."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
