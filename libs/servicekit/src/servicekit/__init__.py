@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         SessionDep,
         app_state,
         install_http_basics,
+        service_app,
         slash_tolerant_routes,
     )
     from servicekit.forms import FormBodyRoute
@@ -95,6 +96,7 @@ _HOMES: dict[str, str] = {
     "SessionDep": "servicekit.fastapi",
     "app_state": "servicekit.fastapi",
     "install_http_basics": "servicekit.fastapi",
+    "service_app": "servicekit.fastapi",
     "slash_tolerant_routes": "servicekit.fastapi",
     "FormBodyRoute": "servicekit.forms",
     "Readiness": "servicekit.health",
@@ -200,6 +202,7 @@ __all__ = [
     "run_alembic_env",
     "run_worker",
     "serve_api",
+    "service_app",
     "slash_tolerant_routes",
     "upgrade_database",
     "utcnow",

@@ -10,7 +10,7 @@ read: ``engine`` and ``session_maker``, plus whatever a service names with ``app
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Protocol, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from servicekit.db import SessionMaker
@@ -18,6 +18,8 @@ from servicekit.db import SessionMaker
 # Re-exported: with the dependencies, what a service's ``create_app`` needs from the kit.
 from servicekit.http import HTTP_TELEMETRY as HTTP_TELEMETRY
 from servicekit.http import install_http_basics as install_http_basics
+from servicekit.runtime import api_lifespan
+from servicekit.settings import ServiceSettings
 
 __all__ = [
     "HTTP_TELEMETRY",
@@ -28,10 +30,42 @@ __all__ = [
     "get_read_connection",
     "get_session",
     "install_http_basics",
+    "service_app",
     "slash_tolerant_routes",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    prefix: str,
+    relay_outbox: bool = True,
+    engine: AsyncEngine | None = None,
+    redirect_slashes: bool = False,
+) -> FastAPI:
+    """A service's FastAPI app before its routes: the shared lifespan (database, outbox relay,
+    readiness), OpenAPI and docs under the service's public ``prefix``, the basics (health,
+    metrics, request ids, errors as JSON), and ``app.state.settings``.
+
+    ``redirect_slashes`` stays off where routes answer with and without the slash
+    (``slash_tolerant_routes``): a redirect would lose a POST body behind the gateway.
+    """
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        lifespan=api_lifespan(settings, relay_outbox=relay_outbox, engine=engine),
+        openapi_url=f"{prefix}/openapi.json",
+        docs_url=f"{prefix}/docs",
+        redoc_url=None,
+        redirect_slashes=redirect_slashes,
+        telemetry=HTTP_TELEMETRY,
+    )
+    app.state.settings = settings
+    install_http_basics(app)
+    return app
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -73,14 +73,12 @@ TINY_FILES = {
     "src/tiny/app.py": """
         from fastapi import FastAPI
 
-        from servicekit.http import install_http_basics
-        from servicekit.runtime import api_lifespan
+        from servicekit.fastapi import service_app
         from tiny.settings import Settings
 
 
         def create_app(settings: Settings) -> FastAPI:
-            app = FastAPI(lifespan=api_lifespan(settings))
-            install_http_basics(app)  # /healthz, /readyz, /metrics, errors as JSON
+            app = service_app(settings, title="Tiny", prefix="/api/tiny")
 
             @app.get("/api/tiny/hello")
             async def hello() -> dict[str, str]:

@@ -15,6 +15,7 @@ EXPECTED = {
     "SessionDep",
     "app_state",
     "install_http_basics",
+    "service_app",
     "slash_tolerant_routes",
     "FormBodyRoute",
     "Readiness",

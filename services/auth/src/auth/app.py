@@ -12,8 +12,7 @@ from auth.settings import Settings
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle
 from servicekit.db import create_engine, create_session_maker
-from servicekit.http import HTTP_TELEMETRY, install_http_basics
-from servicekit.runtime import api_lifespan
+from servicekit.fastapi import service_app
 from servicekit.tokens import TokenVerifier
 
 
@@ -37,15 +36,11 @@ def create_app(settings: Settings | None = None, *, keys: KeyRing | None = None)
     )
     session_maker = create_session_maker(engine)
 
-    app = FastAPI(
-        title="Auth service",
-        lifespan=api_lifespan(settings, engine=engine),
-        openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
-        redoc_url=None,
-        telemetry=HTTP_TELEMETRY,
+    # Redirecting slashes as FastAPI does by default: auth's routes add the slash-less twin
+    # only for paths the original declared with one (servicekit.fastapi.slash_tolerant_routes).
+    app = service_app(
+        settings, title="Auth service", prefix=PREFIX, engine=engine, redirect_slashes=True
     )
-    install_http_basics(app)
     app.state.engine = engine
     app.state.session_maker = session_maker
     app.state.token_verifier = local_verifier(keys, settings)
