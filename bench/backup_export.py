@@ -37,8 +37,7 @@ from psycopg import sql
 
 from backup.csvfile import COLUMNS, format_timestamp, neutralise
 from backup.exports import Exporter
-from servicekit.db import libpq_url
-from servicekit.migrations import upgrade_database
+from servicekit import libpq_url, upgrade_database
 
 SERVICE_DIR = Path(__file__).resolve().parents[1] / "services" / "backup"
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from contracts import RatingAdded
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import create_engine, create_session_maker
-from servicekit.runtime import Messaging
+from servicekit import Consumer, EventContext, Messaging, create_engine, create_session_maker
 
 QUEUE = "bench.events"
 #: A database-only handler, as a service that opts into batches would configure its consumer:

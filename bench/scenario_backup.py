@@ -64,7 +64,7 @@ def backup(size: Size) -> Outcome:
     # Imported here: it loads the backup service's models, which no other scenario may share.
     import backup_export as helper
 
-    from servicekit.migrations import upgrade_database
+    from servicekit import upgrade_database
 
     outcome = Outcome("backup")
     with scratch_database("backup") as database_url, tempfile.TemporaryDirectory() as tmp:

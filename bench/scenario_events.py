@@ -45,10 +45,9 @@ from common import (
 from pipeline_worker import BATCH_SIZE, QUEUE, RECEIVED_TABLE
 from sqlmodel import SQLModel
 
-import servicekit.tables  # noqa: F401  (registers the outbox and inbox tables)
+import servicekit._tables  # noqa: F401  (registers the outbox and inbox tables)
 from contracts import RatingAdded, make_envelope
-from servicekit.db import SessionMaker, create_engine, create_session_maker
-from servicekit.outbox import add_event
+from servicekit import SessionMaker, add_event, create_engine, create_session_maker
 
 #: What profiling showed limits the throughput goal; printed when it is not met.
 PIPELINE_LIMIT = (

@@ -2,9 +2,9 @@
 
 - Messages: every message body is the ``Envelope``; each event's schema is the envelope's
   ``payload`` field, with ``type`` and ``version`` fixed to that event's.
-- Headers: what ``servicekit.bus.envelope_message`` sets (event type and version) and what the
+- Headers: what ``servicekit._bus.envelope_message`` sets (event type and version) and what the
   outbox relay copies from the row (W3C trace context); retry and dead-letter headers are added
-  by ``servicekit.redelivery`` on the way to ``<queue>.retry.N`` and ``<queue>.dlq``.
+  by ``servicekit._redelivery`` on the way to ``<queue>.retry.N`` and ``<queue>.dlq``.
 - Channels and operations: one channel per routing key on the topic exchange with a ``send``
   operation for its producer (``contracts.catalogue``); one channel per consumer queue with a
   ``receive`` operation, built from each service's spec (``<name>.main:service``: its handler
@@ -28,10 +28,10 @@ from pydantic import BaseModel
 
 from contracts import EVENT_MODELS, EXCHANGE_NAME, Envelope
 from contracts.catalogue import EVENT_FLOWS
-from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
-from servicekit.redelivery import ATTEMPT_HEADER, ORIGINAL_QUEUE_HEADER, REASON_HEADER
-from servicekit.settings import DEFAULT_AMQP_URL
-from servicekit.tracing import TRACE_HEADERS
+from servicekit._bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
+from servicekit._redelivery import ATTEMPT_HEADER, ORIGINAL_QUEUE_HEADER, REASON_HEADER
+from servicekit._settings import DEFAULT_AMQP_URL
+from servicekit._tracing import TRACE_HEADERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
 from platform_layout import LAYOUT

@@ -19,7 +19,7 @@ from pydantic import SecretStr, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from servicekit.settings import ServiceSettings, TokenSettings
+from servicekit import ServiceSettings, TokenSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
 from platform_layout import LAYOUT

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from servicekit.db import libpq_url
+from servicekit import libpq_url
 from servicekit.testing import Infrastructure, VhostAdmin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import pytest
 from conftest import wait_for
 from platform_layout import LAYOUT
 
-from servicekit.request_ids import MAX_REQUEST_ID_LENGTH
+from servicekit._request_ids import MAX_REQUEST_ID_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "gateway" / "entrypoint.sh"

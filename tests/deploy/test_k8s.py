@@ -26,7 +26,7 @@ import pytest
 import yaml
 from platform_layout import LAYOUT, ServiceLayout
 
-from servicekit.settings import unknown_variables
+from servicekit._settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

@@ -19,7 +19,7 @@ import pytest
 from conftest import ports_free
 from gateway_config import nginx_binary
 
-from servicekit.settings import unknown_variables
+from servicekit._settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "deploy" / "local" / "platformctl.py"

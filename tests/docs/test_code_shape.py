@@ -1,6 +1,6 @@
 """One transaction rule in every service (issue 19), checked on the source.
 
-Routes (``api.py``) and the consumer (``servicekit.consumer``) own transactions; a use case never
+Routes (``api.py``) and the consumer (``servicekit._consumer``) own transactions; a use case never
 commits, begins or rolls back: it works in the session its caller passes, as a keyword-only
 ``session``. A use case that committed would, reused from a consumer handler, commit the
 consumer's transaction early: the inbox row and half an effect would persist, the rest roll back.

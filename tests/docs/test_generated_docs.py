@@ -15,7 +15,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from servicekit.settings import unknown_variables
+from servicekit._settings import unknown_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"

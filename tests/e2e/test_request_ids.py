@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from conftest import RunningPlatform, wait_for
 
-from servicekit.request_ids import MAX_REQUEST_ID_LENGTH
+from servicekit._request_ids import MAX_REQUEST_ID_LENGTH
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,8 @@ import recipes.app
 import recipes.main
 from media.settings import Settings as MediaSettings
 from recipes.settings import Settings as RecipesSettings
-from servicekit.consumer import Consumer
-from servicekit.health import health_app
-from servicekit.migrations import upgrade_database
+from servicekit import Consumer, upgrade_database
+from servicekit._health import health_app
 from servicekit.testing import TokenFactory, Vhost, eventually, truncate_all
 
 

@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from servicekit.logs import JsonFormatter
+from servicekit._logs import JsonFormatter
+from servicekit._tracing import capture_spans
 from servicekit.testing import eventually
-from servicekit.tracing import capture_spans
 
 pytestmark = pytest.mark.integration
 #: ``recipe_flow`` and the fixtures it needs (not a conftest.py: see that module).

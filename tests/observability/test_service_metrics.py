@@ -44,10 +44,9 @@ from contracts import (
     UserRegistered,
     make_envelope,
 )
-from servicekit.bus import dead_letter_queue_name, envelope_message
-from servicekit.db import libpq_url
-from servicekit.health import Readiness, health_app
-from servicekit.migrations import upgrade_database
+from servicekit import libpq_url, upgrade_database
+from servicekit._bus import dead_letter_queue_name, envelope_message
+from servicekit._health import Readiness, health_app
 from servicekit.testing import Vhost, VhostAdmin, eventually
 
 pytestmark = pytest.mark.integration

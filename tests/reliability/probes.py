@@ -19,7 +19,7 @@ import psycopg
 from conftest import RunningPlatform
 from platform_layout import LAYOUT
 
-from servicekit.db import libpq_url
+from servicekit import libpq_url
 from servicekit.testing import VhostAdmin
 
 PASSWORD = "Gooseberry-Crumble-42"

@@ -30,7 +30,7 @@ from reliability.probes import CONSUMER_QUEUES, Platform
 from reliability.report import Report
 from reliability.scenarios import run_scenario
 from reliability.test_faults import assert_clean, record
-from servicekit.bus import (
+from servicekit._bus import (
     Bus,
     HeaderValue,
     RetryPolicy,
@@ -38,8 +38,8 @@ from servicekit.bus import (
     retry_queue_name,
     send_to_queue,
 )
+from servicekit._topology import BrokerAdmin, migrate_topology
 from servicekit.testing import Infrastructure, VhostAdmin, eventually
-from servicekit.topology import BrokerAdmin, migrate_topology
 
 pytestmark = pytest.mark.integration
 

@@ -184,7 +184,7 @@ def test_a_worker_of_each_service_killed_and_restarted(
 
 
 def is_worker(name: str) -> bool:
-    """Workers need the broker to be ready; APIs only their database (servicekit.health)."""
+    """Workers need the broker to be ready; APIs only their database (servicekit._health)."""
     return name.endswith("-worker")
 
 

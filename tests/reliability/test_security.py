@@ -37,7 +37,7 @@ from reliability.probes import (
 )
 from reliability.report import Report
 from reliability.scenarios import small_jpeg
-from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from servicekit._settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 from servicekit.testing import TokenFactory
 
 pytestmark = pytest.mark.integration

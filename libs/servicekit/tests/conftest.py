@@ -5,8 +5,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-import servicekit.tables  # noqa: F401  (registers the messaging tables)
-from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
+import servicekit._tables  # noqa: F401  (registers the messaging tables)
+from servicekit._db import SessionMaker, create_engine, create_session_maker, libpq_url
 from servicekit.testing import truncate_all
 
 TEST_TABLES = """

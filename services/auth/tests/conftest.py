@@ -10,7 +10,7 @@ from auth.app import create_app
 from auth.keys import KeyRing
 from auth.main import SERVICE_DIR
 from auth.settings import Settings
-from servicekit.migrations import upgrade_database
+from servicekit import upgrade_database
 from servicekit.testing import truncate_all
 
 

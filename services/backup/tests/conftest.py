@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backup.db import SessionMaker, create_engine, create_session_maker, libpq_url
 from backup.exports import Exporter
 from contracts import UserRegistered, UserRole
-from servicekit.migrations import upgrade_database
+from servicekit import upgrade_database
 from servicekit.testing import truncate_all
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from media.db import SessionMaker, create_engine, create_session_maker
-from servicekit.migrations import upgrade_database
+from servicekit import upgrade_database
 from servicekit.testing import truncate_all
 
 from .cloudinary_standin import CloudinaryStandIn

@@ -12,7 +12,7 @@ from notifier.mail.transport import Transport
 from notifier.main import SERVICE_DIR
 from notifier.settings import Settings
 from notifier.worker import build_dispatcher, build_transport
-from servicekit.migrations import upgrade_database
+from servicekit import upgrade_database
 from servicekit.testing import TokenFactory, truncate_all
 from tests.support import SmtpServer
 

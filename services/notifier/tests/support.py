@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from contracts import RatingAdded, RecipeCreated, UserRegistered, UserRole
 from notifier.models import Preference, Recipient
 from notifier.service import copies
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 
 #: Monday 23 November 2026, 06:00 UTC, and the days around it.
 MONDAY_SIX = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

@@ -8,8 +8,7 @@ from pydantic import SecretStr
 from recipes.app import create_app
 from recipes.main import SERVICE_DIR
 from recipes.settings import Settings
-from servicekit.db import SessionMaker
-from servicekit.migrations import upgrade_database
+from servicekit import SessionMaker, upgrade_database
 from servicekit.testing import TokenFactory, truncate_all
 from tests.support import TEST_MAX_UPLOAD, Users
 

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from servicekit.testing import TokenFactory
 
 #: Small enough to build an oversized upload cheaply; the default (10 MB) has its own test.

@@ -2,13 +2,14 @@
 
 The supported surface is ``__all__``: what the services use (their apps, workers, consumers,
 migrations and settings), guarded by ``tests/unit/test_exported_members.py``. Import from
-``servicekit`` itself; the modules behind it are the kit's own business and may move. Besides,
+``servicekit`` itself; the modules behind it are private (``_outbox``, ``_consumer``...: the
+kit's own business, free to move; the services import none of them). Besides,
 ``servicekit.defaults`` holds every default, ``servicekit.fastapi`` the web glue,
 ``servicekit.testing`` the test toolkit, and ``dead_letters`` and ``quarantine`` are commands.
 
 Names load lazily (PEP 562 ``__getattr__``), unlike httpx's eager ``__init__``: importing any
 module of the package runs this file first, and eager re-exports would make
-``import servicekit.settings`` load aio-pika and SQLAlchemy (1.5 s) for a tool that only reads
+``import servicekit._settings`` load aio-pika and SQLAlchemy (1.5 s) for a tool that only reads
 settings. A name's module is imported the first time the name is asked for; type checkers see
 ordinary imports.
 """
@@ -17,10 +18,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from servicekit.bus import Bus
-    from servicekit.consumer import Consumer, EventContext, Handler, Resources
-    from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
-    from servicekit.errors import (
+    from servicekit._bus import Bus
+    from servicekit._consumer import Consumer, EventContext, Handler, Resources
+    from servicekit._db import SessionMaker, create_engine, create_session_maker, libpq_url
+    from servicekit._errors import (
         ApiError,
         NotAuthenticated,
         NotFound,
@@ -28,6 +29,41 @@ if TYPE_CHECKING:
         error_responses,
         field_errors,
     )
+    from servicekit._forms import FormBodyRoute
+    from servicekit._health import Readiness
+    from servicekit._logs import context_fields
+    from servicekit._migrations import (
+        create_outbox_quarantine,
+        drop_outbox_quarantine,
+        ensure_database,
+        run_alembic_env,
+        upgrade_database,
+    )
+    from servicekit._outbox import NOTIFY_CHANNEL, add_event, outbox_row
+    from servicekit._request_ids import is_valid_request_id
+    from servicekit._retries import RetryPolicy
+    from servicekit._revocation import RevokedUsers, hold_writer, record_user_state
+    from servicekit._runtime import (
+        Messaging,
+        api_lifespan,
+        configure_observability,
+        declare_queues,
+        run_worker,
+    )
+    from servicekit._serving import serve_api
+    from servicekit._settings import ServiceSettings, TokenSettings
+    from servicekit._tables import InboxMessage, OutboxMessage, utcnow
+    from servicekit._ticks import TickEmitter
+    from servicekit._tokens import (
+        CurrentPrincipal,
+        CustomerPrincipal,
+        OptionalPrincipal,
+        Principal,
+        SellerPrincipal,
+        TokenVerifier,
+        verifier_from_settings,
+    )
+    from servicekit._tracing import inject_headers
     from servicekit.fastapi import (
         HTTP_TELEMETRY,
         ReadConnectionDep,
@@ -37,60 +73,25 @@ if TYPE_CHECKING:
         service_app,
         slash_tolerant_routes,
     )
-    from servicekit.forms import FormBodyRoute
-    from servicekit.health import Readiness
-    from servicekit.logs import context_fields
-    from servicekit.migrations import (
-        create_outbox_quarantine,
-        drop_outbox_quarantine,
-        ensure_database,
-        run_alembic_env,
-        upgrade_database,
-    )
-    from servicekit.outbox import NOTIFY_CHANNEL, add_event, outbox_row
-    from servicekit.request_ids import is_valid_request_id
-    from servicekit.retries import RetryPolicy
-    from servicekit.revocation import RevokedUsers, hold_writer, record_user_state
-    from servicekit.runtime import (
-        Messaging,
-        api_lifespan,
-        configure_observability,
-        declare_queues,
-        run_worker,
-    )
     from servicekit.service import Command, Schedule, ServiceSpec, Task, Worker, WorkerContext
-    from servicekit.serving import serve_api
-    from servicekit.settings import ServiceSettings, TokenSettings
-    from servicekit.tables import InboxMessage, OutboxMessage, utcnow
-    from servicekit.ticks import TickEmitter
-    from servicekit.tokens import (
-        CurrentPrincipal,
-        CustomerPrincipal,
-        OptionalPrincipal,
-        Principal,
-        SellerPrincipal,
-        TokenVerifier,
-        verifier_from_settings,
-    )
-    from servicekit.tracing import inject_headers
 
 #: Where each supported name lives; the module is imported when the name is first used.
 _HOMES: dict[str, str] = {
-    "Bus": "servicekit.bus",
-    "Consumer": "servicekit.consumer",
-    "EventContext": "servicekit.consumer",
-    "Handler": "servicekit.consumer",
-    "Resources": "servicekit.consumer",
-    "SessionMaker": "servicekit.db",
-    "create_engine": "servicekit.db",
-    "create_session_maker": "servicekit.db",
-    "libpq_url": "servicekit.db",
-    "ApiError": "servicekit.errors",
-    "NotAuthenticated": "servicekit.errors",
-    "NotFound": "servicekit.errors",
-    "PermissionDenied": "servicekit.errors",
-    "error_responses": "servicekit.errors",
-    "field_errors": "servicekit.errors",
+    "Bus": "servicekit._bus",
+    "Consumer": "servicekit._consumer",
+    "EventContext": "servicekit._consumer",
+    "Handler": "servicekit._consumer",
+    "Resources": "servicekit._consumer",
+    "SessionMaker": "servicekit._db",
+    "create_engine": "servicekit._db",
+    "create_session_maker": "servicekit._db",
+    "libpq_url": "servicekit._db",
+    "ApiError": "servicekit._errors",
+    "NotAuthenticated": "servicekit._errors",
+    "NotFound": "servicekit._errors",
+    "PermissionDenied": "servicekit._errors",
+    "error_responses": "servicekit._errors",
+    "field_errors": "servicekit._errors",
     "HTTP_TELEMETRY": "servicekit.fastapi",
     "ReadConnectionDep": "servicekit.fastapi",
     "SessionDep": "servicekit.fastapi",
@@ -98,48 +99,48 @@ _HOMES: dict[str, str] = {
     "install_http_basics": "servicekit.fastapi",
     "service_app": "servicekit.fastapi",
     "slash_tolerant_routes": "servicekit.fastapi",
-    "FormBodyRoute": "servicekit.forms",
-    "Readiness": "servicekit.health",
-    "context_fields": "servicekit.logs",
-    "create_outbox_quarantine": "servicekit.migrations",
-    "drop_outbox_quarantine": "servicekit.migrations",
-    "ensure_database": "servicekit.migrations",
-    "run_alembic_env": "servicekit.migrations",
-    "upgrade_database": "servicekit.migrations",
-    "NOTIFY_CHANNEL": "servicekit.outbox",
-    "add_event": "servicekit.outbox",
-    "outbox_row": "servicekit.outbox",
-    "is_valid_request_id": "servicekit.request_ids",
-    "RetryPolicy": "servicekit.retries",
-    "RevokedUsers": "servicekit.revocation",
-    "hold_writer": "servicekit.revocation",
-    "record_user_state": "servicekit.revocation",
-    "Messaging": "servicekit.runtime",
-    "api_lifespan": "servicekit.runtime",
-    "configure_observability": "servicekit.runtime",
-    "declare_queues": "servicekit.runtime",
-    "run_worker": "servicekit.runtime",
-    "serve_api": "servicekit.serving",
+    "FormBodyRoute": "servicekit._forms",
+    "Readiness": "servicekit._health",
+    "context_fields": "servicekit._logs",
+    "create_outbox_quarantine": "servicekit._migrations",
+    "drop_outbox_quarantine": "servicekit._migrations",
+    "ensure_database": "servicekit._migrations",
+    "run_alembic_env": "servicekit._migrations",
+    "upgrade_database": "servicekit._migrations",
+    "NOTIFY_CHANNEL": "servicekit._outbox",
+    "add_event": "servicekit._outbox",
+    "outbox_row": "servicekit._outbox",
+    "is_valid_request_id": "servicekit._request_ids",
+    "RetryPolicy": "servicekit._retries",
+    "RevokedUsers": "servicekit._revocation",
+    "hold_writer": "servicekit._revocation",
+    "record_user_state": "servicekit._revocation",
+    "Messaging": "servicekit._runtime",
+    "api_lifespan": "servicekit._runtime",
+    "configure_observability": "servicekit._runtime",
+    "declare_queues": "servicekit._runtime",
+    "run_worker": "servicekit._runtime",
+    "serve_api": "servicekit._serving",
     "Command": "servicekit.service",
     "Schedule": "servicekit.service",
     "ServiceSpec": "servicekit.service",
     "Task": "servicekit.service",
     "Worker": "servicekit.service",
     "WorkerContext": "servicekit.service",
-    "ServiceSettings": "servicekit.settings",
-    "TokenSettings": "servicekit.settings",
-    "InboxMessage": "servicekit.tables",
-    "OutboxMessage": "servicekit.tables",
-    "utcnow": "servicekit.tables",
-    "TickEmitter": "servicekit.ticks",
-    "CurrentPrincipal": "servicekit.tokens",
-    "CustomerPrincipal": "servicekit.tokens",
-    "OptionalPrincipal": "servicekit.tokens",
-    "Principal": "servicekit.tokens",
-    "SellerPrincipal": "servicekit.tokens",
-    "TokenVerifier": "servicekit.tokens",
-    "verifier_from_settings": "servicekit.tokens",
-    "inject_headers": "servicekit.tracing",
+    "ServiceSettings": "servicekit._settings",
+    "TokenSettings": "servicekit._settings",
+    "InboxMessage": "servicekit._tables",
+    "OutboxMessage": "servicekit._tables",
+    "utcnow": "servicekit._tables",
+    "TickEmitter": "servicekit._ticks",
+    "CurrentPrincipal": "servicekit._tokens",
+    "CustomerPrincipal": "servicekit._tokens",
+    "OptionalPrincipal": "servicekit._tokens",
+    "Principal": "servicekit._tokens",
+    "SellerPrincipal": "servicekit._tokens",
+    "TokenVerifier": "servicekit._tokens",
+    "verifier_from_settings": "servicekit._tokens",
+    "inject_headers": "servicekit._tracing",
 }
 
 __all__ = [

@@ -16,9 +16,9 @@ from typing import Any
 import aio_pika
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.bus import dead_letter_queue_name, send_to_queue
+from servicekit._bus import dead_letter_queue_name, send_to_queue
+from servicekit._redelivery import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
 from servicekit.defaults import DEFAULT_AMQP_URL, DEFAULT_PEEK_LIMIT
-from servicekit.redelivery import ATTEMPT_HEADER, REASON_HEADER, attempts_of, copy_message
 
 
 class DeadLetterSettings(BaseSettings):

@@ -12,7 +12,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: RabbitMQ's own ``max_message_size`` default (3.8 on): a bigger body closes the channel.
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
-# Retries (``servicekit.topology`` declares the queues that make them)
+# Retries (``servicekit._topology`` declares the queues that make them)
 #: Seconds before each retry of a failed event; after the last one's attempt fails, the DLQ.
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
 #: Deliveries without an ack (consumer crashes) before the broker dead-letters by itself.
@@ -21,7 +21,7 @@ DEFAULT_DELIVERY_LIMIT = 20
 # Consumers and the outbox relay
 #: Events one consumer holds unacknowledged at once.
 DEFAULT_PREFETCH = 32
-#: Most events a service's consumer commits in one transaction (``servicekit.consumer``).
+#: Most events a service's consumer commits in one transaction (``servicekit._consumer``).
 #: ``Consumer`` itself defaults to 1, one transaction per event, for callers that say nothing.
 DEFAULT_CONSUMER_BATCH_SIZE = 16
 #: Outbox rows the relay publishes per pass.
@@ -32,13 +32,13 @@ DEFAULT_OUTBOX_POLL_INTERVAL = 1.0
 #: Dead letters or quarantined outbox rows the commands show at once.
 DEFAULT_PEEK_LIMIT = 20
 
-# The inbox (``servicekit.inbox`` says why these lengths)
+# The inbox (``servicekit._inbox`` says why these lengths)
 #: Seconds an applied event's id is kept to recognise a redelivery: seven days.
 DEFAULT_INBOX_RETENTION = 7 * 24 * 3600.0
 #: The shortest retention accepted: a day, beyond any redelivery.
 MIN_INBOX_RETENTION = 24 * 3600.0
 
-# The database pool (``servicekit.db``)
+# The database pool (``servicekit._db``)
 #: Most connections an engine holds (per process) unless its caller says otherwise. Two cores
 #: keep at most a handful of queries running at once; more connections only queue inside
 #: PostgreSQL, and eight processes a platform must fit ``max_connections`` (README).

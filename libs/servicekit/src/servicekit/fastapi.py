@@ -3,7 +3,7 @@
 Each service with an API had its own copy of the session dependency (three), of the route
 helper that serves a path with and without its trailing slash (two) and of small dependencies
 reading ``app.state``; they live here once (issue 19). The lifespan
-(``servicekit.runtime.api_lifespan``, or the service's own) puts on ``app.state`` what these
+(``servicekit.api_lifespan``, or the service's own) puts on ``app.state`` what these
 read: ``engine`` and ``session_maker``, plus whatever a service names with ``app_state``.
 """
 
@@ -13,13 +13,13 @@ from typing import Annotated, Any, Protocol, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from servicekit.db import SessionMaker
+from servicekit._db import SessionMaker
 
 # Re-exported: with the dependencies, what a service's ``create_app`` needs from the kit.
-from servicekit.http import HTTP_TELEMETRY as HTTP_TELEMETRY
-from servicekit.http import install_http_basics as install_http_basics
-from servicekit.runtime import api_lifespan
-from servicekit.settings import ServiceSettings
+from servicekit._http import HTTP_TELEMETRY as HTTP_TELEMETRY
+from servicekit._http import install_http_basics as install_http_basics
+from servicekit._runtime import api_lifespan
+from servicekit._settings import ServiceSettings
 
 __all__ = [
     "HTTP_TELEMETRY",

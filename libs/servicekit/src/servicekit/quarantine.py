@@ -1,6 +1,6 @@
 """Inspect and release quarantined outbox rows: ``outbox-quarantine list|show|release``.
 
-The relay moves a row it cannot publish (``servicekit.outbox``) to ``outbox_quarantine`` with the
+The relay moves a row it cannot publish (``servicekit._outbox``) to ``outbox_quarantine`` with the
 reason. ``DATABASE_URL`` names the service's database (``postgresql+psycopg://...``, as the
 service's own ``<PREFIX>DATABASE_URL``). ``release`` moves rows back to the outbox, each in its
 original place in the order (its ``created_at``), and wakes the relays: release after fixing the
@@ -20,10 +20,10 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Table, delete, func, insert, select
 
-from servicekit.db import SessionMaker, create_engine, create_session_maker
+from servicekit._db import SessionMaker, create_engine, create_session_maker
+from servicekit._outbox import NOTIFY_CHANNEL
+from servicekit._tables import OutboxMessage, QuarantinedEvent
 from servicekit.defaults import DEFAULT_PEEK_LIMIT
-from servicekit.outbox import NOTIFY_CHANNEL
-from servicekit.tables import OutboxMessage, QuarantinedEvent
 
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 _QUARANTINE: Table = QuarantinedEvent.__table__  # type: ignore[attr-defined]

@@ -33,24 +33,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from contracts import Event
-from servicekit.consumer import Consumer, Handler, Resources
-from servicekit.settings import ServiceSettings
+from servicekit._consumer import Consumer, Handler, Resources
+from servicekit._settings import ServiceSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from servicekit.db import SessionMaker
-    from servicekit.health import Readiness
-    from servicekit.runtime import Messaging
-    from servicekit.ticks import TickEmitter
+    from servicekit._db import SessionMaker
+    from servicekit._health import Readiness
+    from servicekit._runtime import Messaging
+    from servicekit._ticks import TickEmitter
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
 @dataclass(frozen=True)
 class Schedule(Generic[S]):
-    """A tick the worker emits on a cron schedule (``servicekit.ticks``), read from settings."""
+    """A tick the worker emits on a cron schedule (``servicekit._ticks``), read from settings."""
 
     job: str
     cron: Callable[[S], str]
@@ -179,7 +179,7 @@ class ServiceSpec(Generic[S]):
 
     def api_app(self) -> "FastAPI":
         """The API as ``<name> api`` serves it, built in each of its processes."""
-        from servicekit.runtime import configure_observability
+        from servicekit._runtime import configure_observability
 
         assert self.create_app is not None, f"{self.name} has no API"
         settings = self.settings()
@@ -189,7 +189,7 @@ class ServiceSpec(Generic[S]):
         return self.create_app(settings)
 
     def serve_api(self, settings: S) -> None:
-        from servicekit.serving import serve_api
+        from servicekit._serving import serve_api
 
         # Each API process imports the spec to build its app: by the rule, ``<name>.main:service``.
         if importlib.import_module(self.app_module).service.name != self.name:
@@ -207,7 +207,7 @@ class ServiceSpec(Generic[S]):
 
     def emitters(self, settings: S, session_maker: "SessionMaker") -> list["TickEmitter"]:
         """The tick emitters of the spec's schedules."""
-        from servicekit.ticks import TickEmitter
+        from servicekit._ticks import TickEmitter
 
         return [
             TickEmitter(
@@ -224,9 +224,9 @@ class ServiceSpec(Generic[S]):
     async def open_worker(self, settings: S) -> AsyncIterator["Worker[S]"]:
         """The worker, assembled and not yet started: its engine and resources are closed when
         the block ends. ``run_worker`` starts it; tests start and stop its messaging directly."""
-        from servicekit.db import create_engine, create_session_maker
-        from servicekit.health import Readiness
-        from servicekit.runtime import Messaging
+        from servicekit._db import create_engine, create_session_maker
+        from servicekit._health import Readiness
+        from servicekit._runtime import Messaging
 
         engine = create_engine(
             settings.database_url,
@@ -255,7 +255,7 @@ class ServiceSpec(Generic[S]):
 
     async def run_worker(self, settings: S) -> None:
         """Consume, emit ticks, relay the outbox, run the tasks; serve health until stopped."""
-        from servicekit.runtime import run_worker
+        from servicekit._runtime import run_worker
 
         async with self.open_worker(settings) as worker:
             await run_worker(
@@ -267,9 +267,9 @@ class ServiceSpec(Generic[S]):
 
     def migrate(self, settings: S) -> None:
         """Create and upgrade the database, then declare the queue (module docstring)."""
-        from servicekit.db import create_engine, create_session_maker
-        from servicekit.migrations import ensure_database, upgrade_database
-        from servicekit.runtime import declare_queues
+        from servicekit._db import create_engine, create_session_maker
+        from servicekit._migrations import ensure_database, upgrade_database
+        from servicekit._runtime import declare_queues
 
         ensure_database(settings.database_url)
         upgrade_database(self.service_dir, settings.database_url)
@@ -316,7 +316,7 @@ class ServiceSpec(Generic[S]):
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """The service's command line; returns the exit status."""
-        from servicekit.runtime import configure_observability
+        from servicekit._runtime import configure_observability
 
         args = self.parser().parse_args(argv)
         extra = self.commands.get(args.command)

@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, text
 
 from contracts import RecipeDeleted
-from servicekit.consumer import EventContext
-from servicekit.db import SessionMaker
-from servicekit.tables import OutboxMessage
+from servicekit._consumer import EventContext
+from servicekit._db import SessionMaker
+from servicekit._tables import OutboxMessage
 
 
 def deleted(recipe_id: int) -> RecipeDeleted:

@@ -9,10 +9,10 @@ from sqlalchemy import text
 
 from contracts import RecipeDeleted, make_envelope
 from servicekit import dead_letters
-from servicekit.bus import Bus, RetryPolicy
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
-from servicekit.runtime import declare_queues
+from servicekit._bus import Bus, RetryPolicy
+from servicekit._consumer import Consumer, EventContext
+from servicekit._db import SessionMaker
+from servicekit._runtime import declare_queues
 from servicekit.testing import TcpProxy, eventually, metric_value
 
 from .helpers import deleted, effects, record_effect
@@ -112,7 +112,7 @@ async def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_others_commi
     )
     bus = Bus(amqp_url)
     await bus.connect()
-    caplog.set_level(logging.INFO, logger="servicekit.consumer")
+    caplog.set_level(logging.INFO, logger="servicekit._consumer")
     await consumer.start(bus)
 
     async def parked() -> bool:

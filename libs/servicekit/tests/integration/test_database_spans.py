@@ -5,14 +5,14 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
-from servicekit.db import create_engine
-from servicekit.tracing import SQLALCHEMY_INSTRUMENTATION, capture_spans
+from servicekit._db import create_engine
+from servicekit._tracing import SQLALCHEMY_INSTRUMENTATION, capture_spans
 
 pytestmark = pytest.mark.integration
 
 
 async def test_statements_are_spans_under_the_current_span(clean_database: str) -> None:
-    # The engine exists before tracing is configured, as servicekit.db's imports do in services.
+    # The engine exists before tracing is configured, as servicekit._db's imports do in services.
     engine = create_engine(clean_database, pool_size=1)
     spans = capture_spans()
     spans.clear()

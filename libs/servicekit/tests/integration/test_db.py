@@ -9,8 +9,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from servicekit.db import create_engine, libpq_url
-from servicekit.migrations import ensure_database
+from servicekit._db import create_engine, libpq_url
+from servicekit._migrations import ensure_database
 
 pytestmark = pytest.mark.integration
 

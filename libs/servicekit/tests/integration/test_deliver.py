@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from contracts import RecipeDeleted
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
-from servicekit.tables import InboxMessage
+from servicekit._consumer import Consumer, EventContext
+from servicekit._db import SessionMaker
+from servicekit._tables import InboxMessage
 from servicekit.testing import deliver
 
 from .helpers import deleted, effects, record_effect

@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import RecipeDeleted, make_envelope
 from servicekit import dead_letters
-from servicekit.bus import Bus, RetryPolicy
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
-from servicekit.health import Readiness
-from servicekit.outbox import OutboxRelay, add_event
-from servicekit.runtime import Messaging, declare_queues
+from servicekit._bus import Bus, RetryPolicy
+from servicekit._consumer import Consumer, EventContext
+from servicekit._db import SessionMaker
+from servicekit._health import Readiness
+from servicekit._outbox import OutboxRelay, add_event
+from servicekit._runtime import Messaging, declare_queues
 from servicekit.testing import (
     TcpProxy,
     Vhost,

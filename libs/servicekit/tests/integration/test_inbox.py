@@ -8,12 +8,12 @@ from sqlalchemy import func, select, text
 
 from contracts import RecipeDeleted, make_envelope
 from servicekit import defaults, inbox
-from servicekit.bus import Bus
-from servicekit.consumer import Consumer
-from servicekit.db import SessionMaker
-from servicekit.inbox import prune_inbox
-from servicekit.settings import ServiceSettings
-from servicekit.tables import InboxMessage
+from servicekit._bus import Bus
+from servicekit._consumer import Consumer
+from servicekit._db import SessionMaker
+from servicekit._inbox import prune_inbox
+from servicekit._settings import ServiceSettings
+from servicekit._tables import InboxMessage
 from servicekit.testing import eventually, metric_value
 
 from .helpers import deleted, effects, record_effect

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servicekit.db import SessionMaker, libpq_url
-from servicekit.outbox import NOTIFY_CHANNEL, add_event
+from servicekit._db import SessionMaker, libpq_url
+from servicekit._outbox import NOTIFY_CHANNEL, add_event
 
 from .helpers import deleted, outbox_size
 

@@ -12,10 +12,10 @@ from sqlalchemy import func, select, update
 
 from contracts import EXCHANGE_NAME, UserDeleted
 from servicekit import quarantine
-from servicekit.bus import Bus
-from servicekit.db import SessionMaker
-from servicekit.outbox import OutboxPublishFailed, OutboxRelay, add_event
-from servicekit.tables import OutboxMessage, QuarantinedEvent
+from servicekit._bus import Bus
+from servicekit._db import SessionMaker
+from servicekit._outbox import OutboxPublishFailed, OutboxRelay, add_event
+from servicekit._tables import OutboxMessage, QuarantinedEvent
 from servicekit.testing import collecting_queue, eventually
 
 from .helpers import deleted, outbox_size

@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from contracts import RecipeDeleted
-from servicekit.consumer import Consumer
-from servicekit.db import FairAsyncQueuePool, SessionMaker, create_engine, libpq_url
-from servicekit.health import Readiness, health_app
-from servicekit.health import router as health_router
-from servicekit.runtime import BackgroundTaskEnded, Messaging, api_lifespan, run_worker
-from servicekit.settings import ServiceSettings
+from servicekit._consumer import Consumer
+from servicekit._db import FairAsyncQueuePool, SessionMaker, create_engine, libpq_url
+from servicekit._health import Readiness, health_app
+from servicekit._health import router as health_router
+from servicekit._runtime import BackgroundTaskEnded, Messaging, api_lifespan, run_worker
+from servicekit._settings import ServiceSettings
 from servicekit.testing import TcpProxy, eventually
 
 from .helpers import record_effect

@@ -24,8 +24,8 @@ import psycopg
 import pytest
 
 from contracts import EXCHANGE_NAME, Envelope, UserRegistered, make_envelope
-from servicekit.bus import envelope_message
-from servicekit.db import libpq_url
+from servicekit._bus import envelope_message
+from servicekit._db import libpq_url
 from servicekit.testing import Vhost, VhostAdmin, eventually
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ TINY_FILES = {
     "src/tiny/settings.py": """
         from pydantic_settings import SettingsConfigDict
 
-        from servicekit.settings import ServiceSettings
+        from servicekit._settings import ServiceSettings
 
 
         class Settings(ServiceSettings):
@@ -56,7 +56,7 @@ TINY_FILES = {
         """,
     "src/tiny/handlers.py": """
         from contracts import Event, UserRegistered, UserUpdated
-        from servicekit.consumer import EventContext, Handler
+        from servicekit._consumer import EventContext, Handler
         from tiny.models import Greeting
 
 
@@ -115,9 +115,9 @@ TINY_FILES = {
     "migrations/env.py": """
         from sqlmodel import SQLModel
 
-        import servicekit.tables  # noqa: F401  (outbox, inbox)
+        import servicekit._tables  # noqa: F401  (outbox, inbox)
         import tiny.models  # noqa: F401
-        from servicekit.migrations import run_alembic_env
+        from servicekit._migrations import run_alembic_env
         from tiny.settings import Settings
 
         run_alembic_env(SQLModel.metadata, Settings().database_url)

@@ -1,4 +1,4 @@
-"""What ``servicekit.db.FairAsyncQueuePool`` relies on inside SQLAlchemy, checked directly.
+"""What ``servicekit._db.FairAsyncQueuePool`` relies on inside SQLAlchemy, checked directly.
 
 The fair pool replaces the queue class of SQLAlchemy's asyncio pool (``_queue_class``, a private
 attribute) and overrides ``get`` and ``put_nowait`` of ``AsyncAdaptedQueue``. If an upgrade
@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
-from servicekit.db import FairAsyncQueue, FairAsyncQueuePool, create_engine
+from servicekit._db import FairAsyncQueue, FairAsyncQueuePool, create_engine
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ CHECKED_VERSION = "2.1.9"
 
 def test_the_sqlalchemy_release_is_the_one_the_fair_pool_was_checked_against() -> None:
     assert sqlalchemy.__version__ == CHECKED_VERSION, (
-        f"SQLAlchemy {sqlalchemy.__version__}: re-check servicekit.db.FairAsyncQueuePool "
+        f"SQLAlchemy {sqlalchemy.__version__}: re-check servicekit._db.FairAsyncQueuePool "
         "against its pool internals, then update CHECKED_VERSION"
     )
 

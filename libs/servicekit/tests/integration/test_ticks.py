@@ -5,9 +5,9 @@ import pytest
 from sqlalchemy import select
 
 from contracts import Envelope, ScheduleTick, parse_event
-from servicekit.db import SessionMaker
-from servicekit.tables import OutboxMessage
-from servicekit.ticks import TickEmitter
+from servicekit._db import SessionMaker
+from servicekit._tables import OutboxMessage
+from servicekit._ticks import TickEmitter
 
 pytestmark = pytest.mark.integration
 

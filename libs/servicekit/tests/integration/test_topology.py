@@ -1,4 +1,4 @@
-"""Queue topology (servicekit.topology): settings change between deploys, old queues migrate,
+"""Queue topology (servicekit._topology): settings change between deploys, old queues migrate,
 and nothing a message goes through can drop it silently. Against the real broker."""
 
 from typing import Any
@@ -8,7 +8,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from contracts import EXCHANGE_NAME, RecipeDeleted, make_envelope
-from servicekit.bus import (
+from servicekit._bus import (
     Bus,
     RetryPolicy,
     UnroutableError,
@@ -17,11 +17,11 @@ from servicekit.bus import (
     retry_queue_name,
     send_to_queue,
 )
-from servicekit.consumer import Consumer
-from servicekit.db import SessionMaker
-from servicekit.runtime import declare_queues
+from servicekit._consumer import Consumer
+from servicekit._db import SessionMaker
+from servicekit._runtime import declare_queues
+from servicekit._topology import HOLDING_SUFFIX, declare_topology
 from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology, eventually
-from servicekit.topology import HOLDING_SUFFIX, declare_topology
 
 from .helpers import deleted, record_effect
 

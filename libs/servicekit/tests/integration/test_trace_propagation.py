@@ -17,15 +17,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from contracts import RecipeDeleted, UserDeleted
-from servicekit.bus import RetryPolicy
-from servicekit.consumer import Consumer, EventContext
-from servicekit.db import SessionMaker
-from servicekit.http import HTTP_TELEMETRY, install_http_basics
-from servicekit.logs import JsonFormatter
-from servicekit.outbox import add_event
-from servicekit.runtime import Messaging
+from servicekit._bus import RetryPolicy
+from servicekit._consumer import Consumer, EventContext
+from servicekit._db import SessionMaker
+from servicekit._http import HTTP_TELEMETRY, install_http_basics
+from servicekit._logs import JsonFormatter
+from servicekit._outbox import add_event
+from servicekit._runtime import Messaging
+from servicekit._tracing import capture_spans
 from servicekit.testing import eventually
-from servicekit.tracing import capture_spans
 
 from .helpers import deleted
 

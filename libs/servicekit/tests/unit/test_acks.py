@@ -5,7 +5,7 @@ from typing import cast
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from servicekit.acks import Acknowledger
+from servicekit._acks import Acknowledger
 
 
 class FakeChannel:

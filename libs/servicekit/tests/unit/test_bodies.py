@@ -8,8 +8,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from servicekit.bodies import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth_exceeds
-from servicekit.http import install_http_basics
+from servicekit._bodies import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth_exceeds
+from servicekit._http import install_http_basics
 
 
 class Echo(BaseModel):

@@ -8,8 +8,8 @@ import sqlalchemy.exc
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from servicekit.errors import NotFound
-from servicekit.http import install_http_basics
+from servicekit._errors import NotFound
+from servicekit._http import install_http_basics
 
 
 class Item(BaseModel):

@@ -10,8 +10,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from servicekit.http import request_id_var as http_request_id_var
-from servicekit.logs import (
+from servicekit._http import request_id_var as http_request_id_var
+from servicekit._logs import (
     JsonFormatter,
     RepeatedFailures,
     TextFormatter,

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from servicekit.http import install_http_basics, request_id_var
-from servicekit.request_ids import MAX_REQUEST_ID_LENGTH, accepted_request_id
+from servicekit._http import install_http_basics, request_id_var
+from servicekit._request_ids import MAX_REQUEST_ID_LENGTH, accepted_request_id
 
 
 def app_seeing_request_ids() -> FastAPI:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.serving import api_processes, machine_cores
+from servicekit._serving import api_processes, machine_cores
 
 APP = """
 import os
@@ -53,7 +53,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     (tmp_path / "tiny_app.py").write_text(APP)
     port = _free_port()
     code = (
-        "from servicekit.serving import serve_api;"
+        "from servicekit._serving import serve_api;"
         f"serve_api('tiny_app:make', host='127.0.0.1', port={port}, processes=3,"
         " log_level='WARNING')"
     )

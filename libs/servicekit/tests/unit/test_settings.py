@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings, unknown_variables
+from servicekit._settings import ServiceSettings, unknown_variables
 
 
 class KitSettings(ServiceSettings):
@@ -54,7 +54,7 @@ def test_a_mistyped_variable_is_reported_at_start_up(
     monkeypatch.setenv("KIT_PAGE_SIZE", "20")
     monkeypatch.setenv("KIT_PREFETCH", "8")
 
-    with caplog.at_level(logging.WARNING, logger="servicekit.settings"):
+    with caplog.at_level(logging.WARNING, logger="servicekit._settings"):
         settings = KitSettings()
 
     assert settings.prefetch == 8
@@ -75,7 +75,7 @@ def test_reading_the_settings_loads_neither_the_bus_nor_the_database() -> None:
     heavy = ("aio_pika", "sqlalchemy", "sqlmodel")
     code = (
         "import sys\n"
-        "import servicekit.settings\n"
+        "import servicekit._settings\n"
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     loaded = subprocess.run(

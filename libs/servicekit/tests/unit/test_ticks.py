@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from servicekit.ticks import TickEmitter, tick_event_id
+from servicekit._ticks import TickEmitter, tick_event_id
 
 
 def emitter(cron: str = "0 6 * * 1-5", zone: str = "UTC") -> TickEmitter:

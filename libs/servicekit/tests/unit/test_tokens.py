@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from servicekit.http import install_http_basics
+from servicekit._http import install_http_basics
+from servicekit._tokens import CurrentPrincipal, TokenError, TokenVerifier, http_jwks_fetcher
 from servicekit.testing import TokenFactory
-from servicekit.tokens import CurrentPrincipal, TokenError, TokenVerifier, http_jwks_fetcher
 
 
 def claims(factory: TokenFactory, **overrides: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from servicekit.errors import NotFound
-from servicekit.http import HTTP_TELEMETRY, install_http_basics
-from servicekit.tracing import (
+from servicekit._errors import NotFound
+from servicekit._http import HTTP_TELEMETRY, install_http_basics
+from servicekit._tracing import (
     capture_spans,
     current_trace_id,
     exporters_from_env,
@@ -35,7 +35,7 @@ def spans() -> InMemorySpanExporter:
 
 OFF_BY_DEFAULT = """
 from opentelemetry import trace
-from servicekit.tracing import TRACER, configure_tracing
+from servicekit._tracing import TRACER, configure_tracing
 assert configure_tracing("recipes", environ={}) is None
 assert configure_tracing("recipes", environ={"OTEL_TRACES_EXPORTER": "none"}) is None
 disabled = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}
@@ -57,7 +57,7 @@ def test_tracing_is_off_unless_the_environment_asks() -> None:
 
 
 CONFIGURED_TWICE = """
-from servicekit.tracing import TRACER, configure_tracing
+from servicekit._tracing import TRACER, configure_tracing
 env = {"OTEL_TRACES_EXPORTER": "console"}
 provider = configure_tracing("recipes", environ=env)
 assert provider is not None

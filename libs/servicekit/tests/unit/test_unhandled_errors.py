@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from servicekit.errors import NotFound
-from servicekit.http import install_http_basics
+from servicekit._errors import NotFound
+from servicekit._http import install_http_basics
 
 
 def app() -> FastAPI:

@@ -38,10 +38,8 @@ from auth.schemas import (
 from auth.service import FieldErrors
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle, client_address
-from servicekit.errors import error_responses, field_errors
+from servicekit import CurrentPrincipal, FormBodyRoute, error_responses, field_errors
 from servicekit.fastapi import SessionDep, app_state, slash_tolerant_routes
-from servicekit.forms import FormBodyRoute
-from servicekit.tokens import CurrentPrincipal
 
 PREFIX = "/api/auth"
 

@@ -11,9 +11,8 @@ from auth.passwords import Passwords
 from auth.settings import Settings
 from auth.signin import TokenIssuer
 from auth.throttle import SignInThrottle
-from servicekit.db import create_engine, create_session_maker
+from servicekit import TokenVerifier, create_engine, create_session_maker
 from servicekit.fastapi import service_app
-from servicekit.tokens import TokenVerifier
 
 
 def local_verifier(keys: KeyRing, settings: Settings) -> TokenVerifier:

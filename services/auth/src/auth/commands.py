@@ -5,7 +5,7 @@ import asyncio
 
 from auth.replay import replay_users
 from auth.settings import Settings
-from servicekit.db import create_engine, create_session_maker
+from servicekit import create_engine, create_session_maker
 
 
 async def _replay(settings: Settings) -> int:

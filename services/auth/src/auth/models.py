@@ -1,4 +1,4 @@
-"""Tables of the auth database (the messaging tables come from ``servicekit.tables``)."""
+"""Tables of the auth database (the messaging tables come from ``servicekit._tables``)."""
 
 import uuid
 from datetime import datetime
@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, String, func
 from sqlmodel import Field, SQLModel
 
-from servicekit.tables import utcnow
+from servicekit import utcnow
 
 
 def _timestamp(*, nullable: bool = False) -> Column[datetime]:

@@ -13,8 +13,7 @@ from sqlmodel import col
 from auth.models import User
 from auth.service import user_updated
 from auth.settings import SERVICE_NAME
-from servicekit.db import SessionMaker
-from servicekit.outbox import add_event
+from servicekit import SessionMaker, add_event
 
 
 async def replay_users(session_maker: SessionMaker, *, batch_size: int = 500) -> int:

@@ -17,8 +17,7 @@ from auth.models import EMAIL_UNIQUE_INDEX, RefreshToken, User
 from auth.passwords import Passwords, password_problems
 from auth.settings import SERVICE_NAME
 from contracts import UserDeleted, UserRegistered, UserRole, UserUpdated
-from servicekit.errors import NotAuthenticated
-from servicekit.outbox import add_event
+from servicekit import NotAuthenticated, add_event
 
 USERNAME_MAX_LENGTH = 150
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")

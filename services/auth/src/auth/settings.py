@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from servicekit import ServiceSettings
 from servicekit.defaults import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from servicekit.settings import ServiceSettings
 
 SERVICE_NAME = "auth"
 

@@ -24,7 +24,7 @@ from auth.keys import KeyRing
 from auth.models import LoginFailure, RefreshToken, User
 from auth.passwords import Passwords
 from auth.throttle import Reservation, SignInThrottle
-from servicekit.errors import NotAuthenticated
+from servicekit import NotAuthenticated
 
 NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
 TOKEN_INVALID = "Token is invalid or expired"

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from auth.models import LoginFailure
-from servicekit.errors import ApiError
+from servicekit import ApiError
 
 USERNAME = "username"
 ADDRESS = "address"

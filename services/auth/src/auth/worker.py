@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from auth.settings import Settings
 from auth.signin import prune_expired
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from servicekit.service import WorkerContext
 
 PRUNE_INTERVAL = 3600.0

@@ -15,10 +15,8 @@ from auth.app import create_app
 from auth.keys import KeyRing
 from auth.settings import Settings
 from contracts import EXCHANGE_NAME, Envelope
-from servicekit.bus import Bus
-from servicekit.db import SessionMaker
-from servicekit.outbox import OutboxRelay
-from servicekit.tables import OutboxMessage
+from servicekit import Bus, OutboxMessage, SessionMaker
+from servicekit._outbox import OutboxRelay
 from servicekit.testing import TcpProxy
 from tests.helpers import register
 

@@ -13,8 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import User
-from servicekit.db import SessionMaker
-from servicekit.tables import OutboxMessage
+from servicekit import OutboxMessage, SessionMaker
 from tests.helpers import bearer, register, sign_in
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete, select
 
 from auth.replay import replay_users
-from servicekit.db import SessionMaker
-from servicekit.tables import OutboxMessage
+from servicekit import OutboxMessage, SessionMaker
 from tests.helpers import STRONG_PASSWORD, bearer, register, sign_in
 
 pytestmark = pytest.mark.integration

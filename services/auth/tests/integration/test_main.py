@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from opentelemetry.trace import SpanKind
 
 from auth.main import main
-from servicekit.db import libpq_url
-from servicekit.tracing import capture_spans
+from servicekit import libpq_url
+from servicekit._tracing import capture_spans
 from tests.helpers import register
 
 pytestmark = pytest.mark.integration

@@ -3,8 +3,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from servicekit.db import SessionMaker
-from servicekit.tables import OutboxMessage
+from servicekit import OutboxMessage, SessionMaker
 from tests.helpers import STRONG_PASSWORD, register
 
 pytestmark = pytest.mark.integration

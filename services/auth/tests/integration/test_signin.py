@@ -11,7 +11,7 @@ from sqlmodel import col
 from auth.models import RefreshToken, User
 from auth.passwords import Passwords
 from auth.signin import prune_expired
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.helpers import STRONG_PASSWORD, bearer, register, sign_in
 
 pytestmark = pytest.mark.integration

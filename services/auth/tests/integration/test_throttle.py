@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from auth.models import LoginFailure
 from auth.passwords import Passwords
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.helpers import STRONG_PASSWORD, register
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from auth.app import create_app
 from auth.keys import KeyRing
 from auth.settings import Settings
-from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from servicekit.tokens import TokenError, TokenVerifier, http_jwks_fetcher
+from servicekit._settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from servicekit._tokens import TokenError, TokenVerifier, http_jwks_fetcher
 from tests.helpers import bearer, register, sign_in
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """Engine and sessions (async, for the consumer) and the plain psycopg URL the export uses."""
 
-from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
+from servicekit import SessionMaker, create_engine, create_session_maker, libpq_url
 
 __all__ = ["SessionMaker", "create_engine", "create_session_maker", "libpq_url"]

@@ -7,7 +7,7 @@ from backup.service import apply_user_deletion, apply_user_snapshot
 from backup.settings import BACKUP_JOB
 from contracts import Event, ScheduleTick, UserDeleted, UserRegistered, UserUpdated
 from contracts.events import UserSnapshot
-from servicekit.consumer import EventContext, Handler
+from servicekit import EventContext, Handler
 
 
 async def on_user_snapshot(ctx: EventContext, event: UserSnapshot) -> None:

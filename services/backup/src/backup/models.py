@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, DateTime, func
 from sqlmodel import Field, SQLModel
 
-from servicekit.tables import utcnow
+from servicekit import utcnow
 
 
 class User(SQLModel, table=True):

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit import ServiceSettings
 
 SERVICE_NAME = "backup"
 #: The tick job this service emits and answers; other services' ticks share the routing key.

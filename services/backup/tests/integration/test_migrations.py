@@ -11,7 +11,7 @@ from backup.db import libpq_url
 
 SERVICE_DIR = Path(__file__).resolve().parents[2]
 UPGRADE = (
-    "import sys, pathlib; from servicekit.migrations import upgrade_database as u; "
+    "import sys, pathlib; from servicekit._migrations import upgrade_database as u; "
     "u(pathlib.Path(sys.argv[1]), sys.argv[2])"
 )
 

@@ -23,8 +23,7 @@ from backup.metrics import LAST_SUCCESS, ROWS_EXPORTED
 from backup.settings import Settings
 from backup.worker import restore_export_gauges
 from contracts import Event, ScheduleTick, UserDeleted, UserUpdated, make_envelope
-from servicekit.bus import Bus
-from servicekit.tables import InboxMessage
+from servicekit import Bus, InboxMessage
 from servicekit.testing import eventually, metric_value
 
 from ..conftest import JOINED, registered

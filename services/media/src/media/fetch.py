@@ -21,9 +21,7 @@ import httpx
 
 from contracts import ImageReference
 from media.errors import ImageRejected
-from servicekit.logs import context_fields
-from servicekit.request_ids import is_valid_request_id
-from servicekit.tracing import inject_headers
+from servicekit import context_fields, inject_headers, is_valid_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from contracts import Event, RecipeCreated, RecipeDeleted, RecipeUpdated
 from media.metrics import QUEUE_WAIT_SECONDS
 from media.service import ImagePipeline
-from servicekit.consumer import EventContext, Handler
+from servicekit import EventContext, Handler
 
 
 async def on_recipe_changed(ctx: EventContext, event: RecipeCreated | RecipeUpdated) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from servicekit.tables import utcnow
+from servicekit import utcnow
 
 
 class JobStatus(StrEnum):

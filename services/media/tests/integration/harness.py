@@ -25,9 +25,7 @@ from media.models import ImageJob
 from media.service import ImagePipeline
 from media.settings import Settings
 from media.worker import build_pipeline
-from servicekit.bus import Bus
-from servicekit.runtime import Messaging
-from servicekit.tables import OutboxMessage
+from servicekit import Bus, Messaging, OutboxMessage
 from servicekit.testing import eventually
 
 from ..originals import RECIPES_URL, OriginalsServer

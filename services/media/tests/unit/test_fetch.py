@@ -6,7 +6,7 @@ import pytest
 
 from media.errors import ImageRejected
 from media.fetch import NOT_INTACT, UNAVAILABLE, OriginalFetcher
-from servicekit.logs import log_context
+from servicekit._logs import log_context
 
 from ..originals import CREDENTIAL, RECIPES_URL, OriginalsServer
 

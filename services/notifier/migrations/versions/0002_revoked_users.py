@@ -1,5 +1,5 @@
 """revoked users: tokens of deleted or deactivated users are refused, their writes serialised
-with the cleanup (servicekit.revocation)
+with the cleanup (servicekit._revocation)
 
 Revision ID: 0002_revoked_users
 Revises: 596b92c2d55c

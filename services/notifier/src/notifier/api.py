@@ -13,9 +13,8 @@ from notifier.mail.unsubscribe import InvalidUnsubscribeToken, UnsubscribeTokens
 from notifier.schemas import PreferencesIn, PreferencesOut, UnsubscribeOut
 from notifier.service import preferences
 from notifier.settings import Settings
-from servicekit.errors import ApiError, error_responses
+from servicekit import ApiError, CurrentPrincipal, error_responses
 from servicekit.fastapi import SessionDep, app_state
-from servicekit.tokens import CurrentPrincipal
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 

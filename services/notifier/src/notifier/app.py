@@ -12,7 +12,7 @@ from notifier.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from servicekit.tokens import TokenVerifier
+    from servicekit import TokenVerifier
 
 
 def create_app(
@@ -23,9 +23,8 @@ def create_app(
 ) -> "FastAPI":
     """The API; tests inject settings and a verifier, and may leave the outbox unrelayed."""
     from notifier.api import router
+    from servicekit import RevokedUsers, verifier_from_settings
     from servicekit.fastapi import service_app
-    from servicekit.revocation import RevokedUsers
-    from servicekit.tokens import verifier_from_settings
 
     settings = settings or Settings()
 

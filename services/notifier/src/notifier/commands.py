@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from notifier.service.planning import plan_digests
 from notifier.settings import Settings
 from notifier.worker import build_dispatcher, build_transport
-from servicekit.db import create_engine, create_session_maker
+from servicekit import create_engine, create_session_maker
 
 if TYPE_CHECKING:
     pass

@@ -13,8 +13,7 @@ from contracts import (
 from notifier.service import copies
 from notifier.service.planning import scan_for_digests
 from notifier.settings import DIGEST_SCAN_JOB, Settings
-from servicekit.consumer import EventContext, Handler
-from servicekit.revocation import record_user_state
+from servicekit import EventContext, Handler, record_user_state
 
 
 async def on_user_registered(ctx: EventContext, event: UserRegistered) -> None:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Date, DateTime, Index, func, text
 from sqlmodel import Field, SQLModel
 
-from servicekit.tables import utcnow
+from servicekit import utcnow
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Column[datetime]:

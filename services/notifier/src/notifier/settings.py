@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from notifier.zones import is_known_zone
-from servicekit.settings import ServiceSettings, TokenSettings
+from servicekit import ServiceSettings, TokenSettings
 
 SERVICE_NAME = "notifier"
 #: The tick job this service emits and answers; the backup service's ticks share the routing key.

@@ -10,7 +10,7 @@ from notifier.mail.dispatch import Dispatcher
 from notifier.mail.transport import FileTransport, SmtpTransport, Transport
 from notifier.mail.unsubscribe import UnsubscribeTokens
 from notifier.settings import Settings
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from servicekit.service import WorkerContext
 
 if TYPE_CHECKING:

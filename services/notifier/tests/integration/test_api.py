@@ -13,7 +13,7 @@ from notifier.main import service
 from notifier.models import Preference
 from notifier.service.planning import scan_for_digests
 from notifier.settings import Settings
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from servicekit.testing import TokenFactory, deliver
 from tests.support import MONDAY_SIX, SmtpServer, add_recipe, add_user
 

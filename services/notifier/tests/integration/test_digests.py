@@ -16,7 +16,7 @@ from notifier.service import copies
 from notifier.service.planning import scan_for_digests
 from notifier.settings import Settings
 from notifier.worker import build_dispatcher, build_transport
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import (
     MONDAY_SIX,
     SATURDAY_SIX,

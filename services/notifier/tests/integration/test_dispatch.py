@@ -13,7 +13,7 @@ from notifier.models import Delivery
 from notifier.service.planning import plan_digests
 from notifier.settings import Settings
 from notifier.worker import build_dispatcher, build_transport
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import MONDAY_SIX, SmtpServer, add_recipe, add_user, address_of, text_part
 
 pytestmark = pytest.mark.integration

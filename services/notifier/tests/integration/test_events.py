@@ -20,9 +20,7 @@ from notifier.mail.dispatch import Dispatcher
 from notifier.main import service
 from notifier.models import Delivery, DigestScan, Recipient
 from notifier.settings import DIGEST_SCAN_JOB, Settings
-from servicekit.bus import Bus
-from servicekit.db import SessionMaker
-from servicekit.tables import InboxMessage
+from servicekit import Bus, InboxMessage, SessionMaker
 from servicekit.testing import eventually
 from tests.support import MONDAY_SIX, SmtpServer, add_recipe, address_of, text_part
 

@@ -9,6 +9,7 @@ from opentelemetry.trace import SpanKind
 from contracts import RecipeImageReady, ScheduleTick, UserRegistered
 from notifier.main import service
 from notifier.settings import Settings
+from servicekit._tracing import capture_spans
 from servicekit.testing import (
     TokenFactory,
     Vhost,
@@ -16,7 +17,6 @@ from servicekit.testing import (
     assert_queue_topology,
     routed_keys,
 )
-from servicekit.tracing import capture_spans
 
 pytestmark = pytest.mark.integration
 

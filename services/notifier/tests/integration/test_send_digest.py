@@ -10,7 +10,7 @@ import pytest
 from notifier.commands import send_digest
 from notifier.main import main
 from notifier.settings import Settings
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import SmtpServer, add_recipe, add_user, address_of
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """revoked users: tokens of deleted or deactivated users are refused, their writes serialised
-with the cleanup (servicekit.revocation)
+with the cleanup (servicekit._revocation)
 
 Revision ID: 0004
 Revises: 0003

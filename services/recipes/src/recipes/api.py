@@ -35,10 +35,16 @@ from recipes.schemas import (
 )
 from recipes.settings import Settings
 from recipes.uploads import read_recipe_input
-from servicekit.errors import PermissionDenied, error_responses
+from servicekit import (
+    CustomerPrincipal,
+    FormBodyRoute,
+    OptionalPrincipal,
+    PermissionDenied,
+    Principal,
+    SellerPrincipal,
+    error_responses,
+)
 from servicekit.fastapi import ReadConnectionDep, SessionDep, app_state, slash_tolerant_routes
-from servicekit.forms import FormBodyRoute
-from servicekit.tokens import CustomerPrincipal, OptionalPrincipal, Principal, SellerPrincipal
 
 router = APIRouter(tags=["recipes"])
 #: Reads answer 304 to an If-None-Match naming their current ETag.

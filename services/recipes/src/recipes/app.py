@@ -4,9 +4,8 @@ from fastapi import FastAPI
 
 from recipes.api import internal_router, router
 from recipes.settings import Settings
+from servicekit import RevokedUsers, TokenVerifier, verifier_from_settings
 from servicekit.fastapi import service_app
-from servicekit.revocation import RevokedUsers
-from servicekit.tokens import TokenVerifier, verifier_from_settings
 
 
 def create_app(

@@ -4,8 +4,7 @@ import logging
 
 from contracts import Event, RecipeImageFailed, RecipeImageReady, UserDeleted, UserUpdated
 from recipes import ratings, service
-from servicekit.consumer import EventContext, Handler
-from servicekit.revocation import record_user_state
+from servicekit import EventContext, Handler, record_user_state
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ async def on_user_updated(ctx: EventContext, event: UserUpdated) -> None:
 
 async def on_user_deleted(ctx: EventContext, event: UserDeleted) -> None:
     # First: from here on the user's writes wait for this transaction, then are refused, so
-    # the removals below catch everything the user wrote (see servicekit.revocation).
+    # the removals below catch everything the user wrote (see servicekit._revocation).
     await record_user_state(ctx.session, user_id=event.user_id, version=event.version, revoked=True)
     await ratings.remove_users_ratings(session=ctx.session, event=event, publish=ctx.publish)
     await service.delete_sellers_recipes(session=ctx.session, event=event, publish=ctx.publish)

@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from recipes.models import SEARCH_CONFIG, Recipe, RecipeListVersion
 from recipes.schemas import RecipeListQuery, RecipeOut
-from servicekit.errors import NotFound
+from servicekit import NotFound
 
 #: The search configuration as SQL (a constant; user input is always a bound parameter).
 _REGCONFIG: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")

@@ -39,7 +39,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 from sqlmodel import Field, SQLModel
 
 # Re-exported: the use cases (``service``, ``ratings``) take the clock from here.
-from servicekit.tables import utcnow as utcnow
+from servicekit._tables import utcnow as utcnow
 
 SEARCH_CONFIG = "english"
 SEARCH_VECTOR_SQL = (

@@ -5,7 +5,7 @@ the difference (``rating_sum + score - previous``, ``rating_count + 1`` for a fi
 the ``rating.added`` outbox row with its ``NOTIFY``, so the recipe row is locked only from that
 statement to the commit: one round trip, never more through a busy event loop (issue 20; it was
 the aggregate, then the outbox row, then the commit). The event carries the new aggregates, so
-the statement fills them into the envelope that ``servicekit.outbox.outbox_row`` prepared (with
+the statement fills them into the envelope that ``servicekit.outbox_row`` prepared (with
 zeros in their place). It is exact because the previous score comes from the upsert itself, not
 from a separate read:
 
@@ -39,9 +39,7 @@ from recipes.listing import PageRequest
 from recipes.models import Rating, Recipe, utcnow
 from recipes.service import Publish, RecipeNotFound
 from recipes.settings import SERVICE_NAME
-from servicekit.outbox import NOTIFY_CHANNEL, outbox_row
-from servicekit.revocation import hold_writer
-from servicekit.tokens import Principal
+from servicekit import NOTIFY_CHANNEL, Principal, hold_writer, outbox_row
 
 
 @dataclass(frozen=True)

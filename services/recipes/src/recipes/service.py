@@ -29,10 +29,7 @@ from recipes.images import UploadedImage, image_reference
 from recipes.models import ImageStatus, Rating, Recipe, RecipeImage, utcnow, without_search_vector
 from recipes.schemas import RecipeOut, RecipePatch, RecipeWrite
 from recipes.settings import SERVICE_NAME
-from servicekit.errors import NotFound, PermissionDenied
-from servicekit.outbox import add_event
-from servicekit.revocation import hold_writer
-from servicekit.tokens import Principal
+from servicekit import NotFound, PermissionDenied, Principal, add_event, hold_writer
 
 Publish = Callable[[Event], Awaitable[Any]]
 

@@ -10,7 +10,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings, TokenSettings
+from servicekit import ServiceSettings, TokenSettings
 
 SERVICE_NAME = "recipes"
 DEV_IMAGE_URL_SECRET = "recipes-dev-only-image-url-secret"

@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Message
 
 from recipes.images import UploadedImage, sniff_image_type
-from servicekit.errors import ApiError
+from servicekit import ApiError
 
 #: Room for the text fields and multipart framing on top of the image size limit.
 FORM_OVERHEAD_BYTES = 1024 * 1024

@@ -9,7 +9,7 @@ from sqlalchemy import event, text
 
 from contracts import UserUpdated
 from recipes import service
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import Users, create_recipe
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from recipes.images import MEDIA_CREDENTIAL_HEADER, image_reference
 from recipes.settings import Settings
-from servicekit.db import SessionMaker, libpq_url
+from servicekit import SessionMaker, libpq_url
 from tests.support import Users, outbox_events
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import Users, create_recipe, outbox_events
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from recipes.images import image_reference
 from recipes.models import Recipe, RecipeImage
 from recipes.settings import Settings
 from recipes.uploads import NOT_AN_IMAGE
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import JPEG, PNG, TEST_MAX_UPLOAD, Users, create_recipe, outbox_events
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from contracts import (
 from recipes import service
 from recipes.models import RecipeImage
 from recipes.settings import Settings
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 from tests.support import JPEG, PNG, Users, create_recipe, outbox_events
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from opentelemetry.trace import SpanKind
 from contracts import RecipeCreated, RecipeImageReady, UserDeleted
 from recipes.main import service
 from recipes.settings import Settings
+from servicekit._tracing import capture_spans
 from servicekit.testing import Vhost, VhostAdmin, assert_queue_topology, routed_keys
-from servicekit.tracing import capture_spans
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from contracts import EXCHANGE_NAME, Envelope, ImageVariant, RecipeImageReady, m
 from recipes.app import create_app
 from recipes.main import service
 from recipes.settings import Settings
-from servicekit.bus import Bus
+from servicekit import Bus
 from servicekit.testing import TokenFactory
 from tests.support import PNG, Users
 

@@ -17,9 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import RatingAdded
 from recipes import ratings
 from recipes.ratings import RatingOutcome
-from servicekit.db import SessionMaker, libpq_url
-from servicekit.outbox import NOTIFY_CHANNEL
-from servicekit.tokens import Principal
+from servicekit import NOTIFY_CHANNEL, Principal, SessionMaker, libpq_url
 from tests.support import Users, create_recipe, outbox_events
 
 pytestmark = pytest.mark.integration
@@ -133,7 +131,7 @@ async def test_a_rating_its_aggregates_and_its_event_are_one_statement(
             try:
                 async with session.begin():
                     outcome = await _rate(session, recipe["id"], 701, 5)
-                    # The writer's hold (servicekit.revocation: a per-user lock, the revoked
+                    # The writer's hold (servicekit._revocation: a per-user lock, the revoked
                     # check) touches no recipe; the one statement that rates locks the recipe
                     # row from there to the commit: one round trip.
                     touching_recipes = [s for s in statements if "recipes" in s]

@@ -13,8 +13,7 @@ from sqlalchemy import text
 
 from contracts import UserDeleted, UserRole, UserUpdated
 from recipes.models import Rating, Recipe
-from servicekit.db import SessionMaker
-from servicekit.revocation import hold_writer, record_user_state
+from servicekit import SessionMaker, hold_writer, record_user_state
 from tests.integration.test_handlers import deliver
 from tests.support import Users, create_recipe
 

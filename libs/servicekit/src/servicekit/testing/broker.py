@@ -6,9 +6,9 @@ from typing import Any
 import aio_pika
 
 from contracts import EXCHANGE_NAME
-from servicekit.bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
+from servicekit._bus import RetryPolicy, dead_letter_queue_name, retry_queue_name
+from servicekit._topology import consumer_queue_policy, policy_name
 from servicekit.testing.servers import Vhost, VhostAdmin
-from servicekit.topology import consumer_queue_policy, policy_name
 
 
 async def routed_keys(amqp_url: str, queue: str, routing_keys: list[str]) -> set[str]:

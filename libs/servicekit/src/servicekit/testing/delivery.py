@@ -8,7 +8,7 @@ so a test never copies a service's handler table.
 from typing import Any
 
 from contracts import Envelope, Event, make_envelope
-from servicekit.consumer import Consumer
+from servicekit._consumer import Consumer
 
 
 async def deliver(consumer: Consumer, event: Event, **envelope_overrides: Any) -> bool:

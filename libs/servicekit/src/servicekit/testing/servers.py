@@ -27,7 +27,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from servicekit.db import libpq_url
+from servicekit._db import libpq_url
 from servicekit.defaults import DEFAULT_AMQP_URL
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -8,8 +8,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from servicekit.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from servicekit.tokens import TokenVerifier
+from servicekit._settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from servicekit._tokens import TokenVerifier
 
 
 class TokenFactory:

@@ -49,7 +49,7 @@ from notifier.mail.transport import (
 from notifier.metrics import DIGESTS_DUE, DIGESTS_SENT, MAIL_FAILURES
 from notifier.models import Delivery, DeliveryStatus, MailKind
 from notifier.settings import Settings
-from servicekit.db import SessionMaker
+from servicekit import SessionMaker
 
 logger = logging.getLogger(__name__)
 

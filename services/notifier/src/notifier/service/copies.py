@@ -23,7 +23,7 @@ from notifier.models import (
     Recipe,
     Recipient,
 )
-from servicekit.tables import utcnow
+from servicekit import utcnow
 
 
 async def apply_user(*, session: AsyncSession, event: UserSnapshot) -> bool:

@@ -8,8 +8,7 @@ from sqlmodel import col
 
 from notifier.models import Preference
 from notifier.schemas import PreferencesIn, PreferencesOut
-from servicekit.revocation import hold_writer
-from servicekit.tables import utcnow
+from servicekit import hold_writer, utcnow
 
 
 async def get_preferences(

@@ -19,9 +19,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 
 from contracts import ScheduleTick
-from servicekit.db import SessionMaker
-from servicekit.outbox import add_event
-from servicekit.tables import ScheduledTick
+from servicekit._db import SessionMaker
+from servicekit._outbox import add_event
+from servicekit._tables import ScheduledTick
 
 logger = logging.getLogger(__name__)
 

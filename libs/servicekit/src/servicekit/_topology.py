@@ -62,13 +62,13 @@ import httpx
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
-from servicekit.bus import (
+from servicekit._bus import (
     RetryPolicy,
     dead_letter_queue_name,
     retry_queue_name,
     send_to_queue,
 )
-from servicekit.redelivery import copy_message
+from servicekit._redelivery import copy_message
 
 logger = logging.getLogger(__name__)
 

@@ -13,19 +13,19 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.bodies import JsonBodyLimitMiddleware
-from servicekit.errors import (
+from servicekit._bodies import JsonBodyLimitMiddleware
+from servicekit._errors import (
     ERROR_DESCRIPTIONS,
     ErrorBody,
     InvalidInput,
     error_body,
     install_error_handlers,
 )
-from servicekit.health import router as health_router
-from servicekit.logs import request_id_var as request_id_var
-from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from servicekit.request_ids import accepted_request_id
-from servicekit.tracing import TRACER, extract_context
+from servicekit._health import router as health_router
+from servicekit._logs import request_id_var as request_id_var
+from servicekit._metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit._request_ids import accepted_request_id
+from servicekit._tracing import TRACER, extract_context
 
 logger = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ class InboxMessage(SQLModel, table=True):
     """An event a consumer has applied: its id makes a redelivery a no-op."""
 
     __tablename__ = "inbox_messages"
-    #: Pruning deletes by age (``servicekit.inbox``).
+    #: Pruning deletes by age (``servicekit._inbox``).
     __table_args__ = (Index("ix_inbox_messages_handled_at", "handled_at"),)
 
     consumer: str = Field(primary_key=True, max_length=200)

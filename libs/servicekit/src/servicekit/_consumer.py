@@ -4,14 +4,14 @@ For each message the consumer records the event id in the inbox and runs the han
 transaction; it acks only after that transaction commits. A redelivered or duplicated event
 finds its id in the inbox and is acked without running the handler again. A handler that raises
 sends the message to the next delay queue, and after the last attempt to ``<queue>.dlq``
-(``servicekit.redelivery``). A message that cannot be decoded (bad JSON, unknown event version,
+(``servicekit._redelivery``). A message that cannot be decoded (bad JSON, unknown event version,
 invalid payload) can never succeed, so it goes to the dead-letter queue at once, with the reason.
 
 Batches (``batch_size``): under load, the messages already delivered and waiting (never more:
 the consumer does not wait for a batch to fill) share one transaction: one multi-row inbox
 insert, the handlers one after another in the same session, one commit, then one
 ``basic.ack(multiple=True)`` for the batch when no earlier delivery is still unsettled, else an
-ack for each (``servicekit.acks``). A commit per message is what limited a consumer to a few
+ack for each (``servicekit._acks``). A commit per message is what limited a consumer to a few
 hundred events a second. If anything in a batch fails, the batch is rolled back and its messages
 are applied again one transaction each, so a poison message takes the normal retry and
 dead-letter path and the others commit. At most
@@ -42,17 +42,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Event, UnknownEventError, parse_event
-from servicekit.acks import Acknowledger
-from servicekit.bus import Bus, RetryPolicy
-from servicekit.db import SessionMaker
+from servicekit._acks import Acknowledger
+from servicekit._bus import Bus, RetryPolicy
+from servicekit._db import SessionMaker
+from servicekit._logs import log_context
+from servicekit._metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit._outbox import add_event
+from servicekit._redelivery import Redelivery, attempts_of, describe_error
+from servicekit._tables import InboxMessage
+from servicekit._topology import declare_topology
+from servicekit._tracing import TRACER, extract_context, record_failure
 from servicekit.defaults import DEFAULT_PREFETCH
-from servicekit.logs import log_context
-from servicekit.metrics import CONSUMERS_ATTACHED, EVENTS_CONSUMED, HANDLER_SECONDS
-from servicekit.outbox import add_event
-from servicekit.redelivery import Redelivery, attempts_of, describe_error
-from servicekit.tables import InboxMessage
-from servicekit.topology import declare_topology
-from servicekit.tracing import TRACER, extract_context, record_failure
 
 logger = logging.getLogger(__name__)
 

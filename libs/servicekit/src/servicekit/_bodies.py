@@ -16,7 +16,7 @@ import re
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.errors import error_body
+from servicekit._errors import error_body
 
 MAX_JSON_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64

@@ -2,7 +2,7 @@
 
 ``/healthz`` says the process runs and none of its background tasks (consumers, relay, tick
 emitters, dispatchers) has ended: one that ended turns it red, so the supervisor restarts the
-process (workers also exit non-zero, ``servicekit.runtime``). ``/readyz`` answers 503 unless
+process (workers also exit non-zero, ``servicekit._runtime``). ``/readyz`` answers 503 unless
 every check holds; its body says which failed. What it checks follows what the process promises
 (issue 15): an API is ready when its own database answers, since the outbox keeps its writes
 while the broker is away; a worker also needs the broker connection and its consumers attached.
@@ -21,8 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servicekit.bus import Bus
-from servicekit.consumer import Consumer
+from servicekit._bus import Bus
+from servicekit._consumer import Consumer
 
 
 @dataclass

@@ -12,7 +12,7 @@ A variable that starts with the service's prefix but names no setting (a typo su
 ``RECIPES_PAGE_SIZE`` for ``RECIPES_DEFAULT_PAGE_SIZE``) is reported by a warning at start-up.
 
 Reading a settings class loads neither the bus nor the database (aio-pika, SQLAlchemy): the
-defaults come from ``servicekit.defaults`` and the retry policy from ``servicekit.retries``, so a
+defaults come from ``servicekit.defaults`` and the retry policy from ``servicekit._retries``, so a
 tool that only lists or checks settings starts quickly (a test guards it).
 """
 
@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from servicekit._retries import RetryPolicy
 from servicekit.defaults import DEFAULT_AMQP_URL as DEFAULT_AMQP_URL  # re-exported
 from servicekit.defaults import (
     DEFAULT_CONSUMER_BATCH_SIZE,
@@ -48,7 +49,6 @@ from servicekit.defaults import (
 )
 from servicekit.defaults import DEFAULT_JWT_AUDIENCE as DEFAULT_JWT_AUDIENCE  # re-exported
 from servicekit.defaults import DEFAULT_JWT_ISSUER as DEFAULT_JWT_ISSUER  # re-exported
-from servicekit.retries import RetryPolicy
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The message is copied there with confirms and only then acked; if the copy cannot be published
 (or cannot be routed: ``mandatory``), it is nacked back to its queue and tried again later. A
 retry carries its delay as its own expiration: the delay queue dead-letters it back when it
-expires (``servicekit.topology`` says why the delay is not the queue's). Headers say how many
+expires (``servicekit._topology`` says why the delay is not the queue's). Headers say how many
 attempts failed and, in the dead-letter queue, why and from which queue
 (``servicekit.dead_letters`` reads them).
 """
@@ -17,9 +17,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from servicekit.acks import Acknowledger
-from servicekit.bus import Bus, RetryPolicy, dead_letter_queue_name, retry_queue_name
-from servicekit.metrics import EVENTS_DEAD_LETTERED, EVENTS_RETRIED
+from servicekit._acks import Acknowledger
+from servicekit._bus import Bus, RetryPolicy, dead_letter_queue_name, retry_queue_name
+from servicekit._metrics import EVENTS_DEAD_LETTERED, EVENTS_RETRIED
 
 logger = logging.getLogger(__name__)
 

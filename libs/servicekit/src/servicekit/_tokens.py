@@ -20,7 +20,7 @@ bounded (oldest forgotten first) and emptied whenever the published key set chan
 withdrawn from the set stops being honoured at the next refetch, as without the memory.
 
 A valid token of a user deleted or deactivated since it was issued is refused too, when the app
-sets ``app.state.revoked_users`` (a ``RevocationCheck``, see ``servicekit.revocation``): checked
+sets ``app.state.revoked_users`` (a ``RevocationCheck``, see ``servicekit._revocation``): checked
 on every request, never remembered, so it holds from the moment the service applies the event.
 """
 
@@ -36,8 +36,8 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from servicekit.errors import NotAuthenticated, PermissionDenied
-from servicekit.settings import TokenSettings
+from servicekit._errors import NotAuthenticated, PermissionDenied
+from servicekit._settings import TokenSettings
 
 logger = logging.getLogger(__name__)
 

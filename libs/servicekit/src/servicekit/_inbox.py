@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from servicekit.db import SessionMaker
-from servicekit.tables import InboxMessage
+from servicekit._db import SessionMaker
+from servicekit._tables import InboxMessage
 
 logger = logging.getLogger(__name__)
 

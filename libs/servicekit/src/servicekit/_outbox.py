@@ -33,24 +33,24 @@ from sqlalchemy import Select, Table, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import EXCHANGE_NAME, Envelope, Event, make_envelope
-from servicekit.bus import Publisher, PublishFailure
-from servicekit.db import SessionMaker
-from servicekit.defaults import DEFAULT_OUTBOX_BATCH_SIZE, DEFAULT_OUTBOX_POLL_INTERVAL
-from servicekit.logs import request_id_var
-from servicekit.metrics import (
+from servicekit._bus import Publisher, PublishFailure
+from servicekit._db import SessionMaker
+from servicekit._logs import request_id_var
+from servicekit._metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     OUTBOX_QUARANTINED,
     OUTBOX_QUARANTINED_TOTAL,
 )
-from servicekit.request_ids import accepted_request_id
-from servicekit.tables import OutboxMessage, QuarantinedEvent, utcnow
-from servicekit.tracing import TRACER, inject_headers
+from servicekit._request_ids import accepted_request_id
+from servicekit._tables import OutboxMessage, QuarantinedEvent, utcnow
+from servicekit._tracing import TRACER, inject_headers
+from servicekit.defaults import DEFAULT_OUTBOX_BATCH_SIZE, DEFAULT_OUTBOX_POLL_INTERVAL
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox_pending"
-_NOTIFIED_IN = "servicekit.outbox.notified_in"
+_NOTIFIED_IN = "servicekit._outbox.notified_in"
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 _QUARANTINE: Table = QuarantinedEvent.__table__  # type: ignore[attr-defined]
 
@@ -68,7 +68,7 @@ async def add_event(
     """Record ``event`` in the caller's transaction; it is published after commit.
 
     The correlation id defaults to the id of the HTTP request being served; one that is no valid
-    request id (``servicekit.request_ids``) is replaced: a client's bytes never reach the broker.
+    request id (``servicekit._request_ids``) is replaced: a client's bytes never reach the broker.
     The row's headers carry the trace context of a producer span started here, so the consumer
     continues the trace.
     """

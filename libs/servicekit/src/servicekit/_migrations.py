@@ -11,7 +11,10 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import NullPool
 
-from servicekit.db import libpq_url
+# The kit's tables (outbox, inbox, quarantine, scheduled ticks) join SQLModel's metadata here,
+# so a service's env.py, which calls run_alembic_env, need not import them itself.
+import servicekit._tables  # noqa: F401
+from servicekit._db import libpq_url
 
 #: The advisory lock migrations of one database take (any constant; one database per service).
 MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
@@ -68,7 +71,7 @@ def ensure_database(database_url: str) -> bool:
         return True
 
 
-# Steps of the messaging tables (``servicekit.tables``) that every service's migrations take.
+# Steps of the messaging tables (``servicekit._tables``) that every service's migrations take.
 # Each is called from one migration per service; a database that ran it keeps what it did, so
 # never change a step: add a new one.
 

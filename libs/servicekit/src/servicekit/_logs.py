@@ -1,7 +1,7 @@
 """Logs: one JSON object per line in production, readable lines in development.
 
 Every line says which service wrote it and, where they apply, the request id (from the gateway's
-``X-Request-Id`` or made by ``servicekit.http``), the correlation id and event id of the event
+``X-Request-Id`` or made by ``servicekit._http``), the correlation id and event id of the event
 being handled (``log_context``) and the OpenTelemetry trace and span ids, so one ``grep`` of a
 trace id finds every line a request caused in every service. The context lives in contextvars:
 it follows each request and each consumed message through ``await`` and ``create_task``.
@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from opentelemetry import trace
 
-#: The id of the HTTP request being served (set by the gateway, or made in ``servicekit.http``).
+#: The id of the HTTP request being served (set by the gateway, or made in ``servicekit._http``).
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )

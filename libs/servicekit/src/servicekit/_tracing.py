@@ -18,7 +18,7 @@ the SDK itself reads them, and operators expect exactly those names.
 With tracing on, every SQL statement is a client span under the request's or the handler's
 span (opentelemetry-instrumentation-sqlalchemy). Its instrumentor patches
 ``create_async_engine`` at module level, which misses engines made through names imported
-before tracing is configured (``servicekit.db`` imports it at start-up): every engine is instead
+before tracing is configured (``servicekit._db`` imports it at start-up): every engine is instead
 instrumented at its first connection, through a listener on all engines. A statement outside
 any span (the relay's and the consumers' polling) makes no span: a root trace of one query every
 second would bury the traces people look for.

@@ -6,7 +6,7 @@ is never cleaned up (issue 16 row 3). Each service that accepts writes keeps a `
 row per user whose latest ``user.*`` event says deleted or inactive, and:
 
 - refuses their tokens (401) from the moment the event is applied: ``RevokedUsers`` is the check
-  ``servicekit.tokens`` runs for every authenticated request (one primary-key lookup);
+  ``servicekit._tokens`` runs for every authenticated request (one primary-key lookup);
 - serialises every write a user makes with the application of that user's events, so nothing
   slips in between the check and the cleanup: a write takes a *shared* transaction-scoped
   advisory lock on its user and then checks the row (``hold_writer``); applying a user event
@@ -28,8 +28,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field, SQLModel, col
 
-from servicekit.db import SessionMaker
-from servicekit.tables import utcnow
+from servicekit._db import SessionMaker
+from servicekit._tables import utcnow
 
 if TYPE_CHECKING:  # workers import this module for the event side, without the web stack
     from fastapi import FastAPI
@@ -90,7 +90,7 @@ async def is_revoked(session: AsyncSession, user_id: int) -> bool:
 async def hold_writer(session: AsyncSession, user_id: int) -> None:
     """Start a write of ``user_id``: wait for any of their events being applied, then refuse
     them (401) if they are revoked. Call first in the write's transaction."""
-    from servicekit.tokens import revoked_user  # the web side only (see TYPE_CHECKING above)
+    from servicekit._tokens import revoked_user  # the web side only (see TYPE_CHECKING above)
 
     await session.execute(
         select(func.pg_advisory_xact_lock_shared(USER_LOCK_SPACE, _user_lock_key(user_id)))
@@ -100,7 +100,7 @@ async def hold_writer(session: AsyncSession, user_id: int) -> None:
 
 
 class RevokedUsers:
-    """The check ``servicekit.tokens`` runs for each authenticated request: set it as
+    """The check ``servicekit._tokens`` runs for each authenticated request: set it as
     ``app.state.revoked_users``. It uses the app's ``session_maker``, which the lifespan makes."""
 
     def __init__(self, app: "FastAPI") -> None:

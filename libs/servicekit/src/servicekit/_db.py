@@ -20,7 +20,7 @@ list under 64 connections (issue 9):
   that SQLAlchemy recognises as a disconnect: it discards that connection and marks every
   connection opened before it as stale, to be replaced at its next checkout. So a restart costs
   the requests that were using the pool at that moment one error each, which
-  ``servicekit.errors`` answers as a retryable 503 (as it answers the database being down), and
+  ``servicekit._errors`` answers as a retryable 503 (as it answers the database being down), and
   the next requests get new connections without a restart of the service.
 """
 

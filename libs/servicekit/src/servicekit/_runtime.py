@@ -24,18 +24,18 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import EXCHANGE_NAME
-from servicekit.bus import Bus
-from servicekit.consumer import Consumer
-from servicekit.db import SessionMaker, create_engine, create_session_maker, libpq_url
+from servicekit._bus import Bus
+from servicekit._consumer import Consumer
+from servicekit._db import SessionMaker, create_engine, create_session_maker, libpq_url
+from servicekit._health import Liveness, Readiness, health_app
+from servicekit._inbox import prune_inbox_forever
+from servicekit._logs import configure_logging
+from servicekit._outbox import OutboxRelay
+from servicekit._settings import ServiceSettings
+from servicekit._ticks import TickEmitter
+from servicekit._topology import BrokerAdmin, default_management_url, migrate_topology, vhost_of
+from servicekit._tracing import configure_tracing
 from servicekit.defaults import DEFAULT_INBOX_RETENTION, DEFAULT_OUTBOX_POLL_INTERVAL
-from servicekit.health import Liveness, Readiness, health_app
-from servicekit.inbox import prune_inbox_forever
-from servicekit.logs import configure_logging
-from servicekit.outbox import OutboxRelay
-from servicekit.settings import ServiceSettings
-from servicekit.ticks import TickEmitter
-from servicekit.topology import BrokerAdmin, default_management_url, migrate_topology, vhost_of
-from servicekit.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def declare_queues(
 
     Each service's ``migrate`` runs this, so that the queues exist before any service publishes
     (the exchange drops a message that no queue is bound for yet) and so that changed retry
-    settings and queues of an earlier version are migrated (``servicekit.topology``). The
+    settings and queues of an earlier version are migrated (``servicekit._topology``). The
     management API (``management_url``, default: port 15672 of the AMQP host) sets the policies.
     """
     admin = BrokerAdmin(management_url or default_management_url(amqp_url), vhost_of(amqp_url))

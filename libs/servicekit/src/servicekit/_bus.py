@@ -1,8 +1,8 @@
 """The connection to RabbitMQ: one topic exchange, publishing with confirms.
 
 The queues of a consumer (``Q``, ``Q.retry.N``, ``Q.dlq``) and how they change between deploys
-are ``servicekit.topology``'s; their names are here, where publishers and consumers both find
-them, and the retry policy (pure data, which the settings build) is ``servicekit.retries``'.
+are ``servicekit._topology``'s; their names are here, where publishers and consumers both find
+them, and the retry policy (pure data, which the settings build) is ``servicekit._retries``'.
 """
 
 import asyncio
@@ -26,12 +26,12 @@ from pamqp import frame
 from pamqp.header import ContentHeader
 
 from contracts import EXCHANGE_NAME, Envelope
-from servicekit.defaults import DEFAULT_MAX_MESSAGE_BYTES
-from servicekit.metrics import EVENTS_PUBLISHED
-from servicekit.request_ids import is_valid_request_id
+from servicekit._metrics import EVENTS_PUBLISHED
+from servicekit._request_ids import is_valid_request_id
 
 # Re-exported: publishers and consumers have always found the retry settings here.
-from servicekit.retries import RetryPolicy as RetryPolicy
+from servicekit._retries import RetryPolicy as RetryPolicy
+from servicekit.defaults import DEFAULT_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
