@@ -211,13 +211,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value  # found once; later lookups do not come here
-    return value
+if not TYPE_CHECKING:  # type checkers see the imports above; a module __getattr__ would
+    # make every misspelt name Any to them instead of an error.
+
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(home), name)
+        globals()[name] = value  # found once; later lookups do not come here
+        return value
 
 
 def __dir__() -> list[str]:

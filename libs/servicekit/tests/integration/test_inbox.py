@@ -7,7 +7,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, text
 
 from contracts import RecipeDeleted, make_envelope
-from servicekit import defaults, inbox
+from servicekit import _inbox as inbox
+from servicekit import defaults
 from servicekit._bus import Bus
 from servicekit._consumer import Consumer
 from servicekit._db import SessionMaker
