@@ -180,11 +180,16 @@ class ComposeCluster:
                 json={"configure": ".*", "write": ".*", "read": ".*"},
             ).raise_for_status()
 
-    def leader(self, vhost: str, queue: str) -> int:
+    def queue(self, vhost: str, queue: str) -> dict[str, Any]:
+        """What a running node's management API says of ``queue`` of ``vhost``."""
         base = f"{self._management_base(self._live_node())}/api"
         with httpx.Client(auth=self._auth, timeout=5) as client:
             response = client.get(f"{base}/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
             response.raise_for_status()
-            found = response.json()
+            found: dict[str, Any] = response.json()
+        return found
+
+    def leader(self, vhost: str, queue: str) -> int:
+        found = self.queue(vhost, queue)
         leader = str(found.get("leader") or found["node"])
         return next(n for n in NODES if node_name(n) == leader)

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from reliability.cluster_smoke import kill_the_queue_leader_midstream
+from reliability.cluster_smoke import QUEUE, kill_the_queue_leader_midstream
 
 from containers.compose_cluster import NODES, ComposeCluster, node_name
+from containers.docker_checks import wait_until
+from servicekit.bus import dead_letter_queue_name, retry_queue_name
+from servicekit.topology import policy_name
 
 # Three nodes starting and forming a cluster: a minute or two on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -48,6 +51,15 @@ async def test_a_killed_queue_leader_loses_nothing_on_the_compose_cluster(
     cluster.create_vhost("smoke")
     outcome = await kill_the_queue_leader_midstream(cluster, "smoke")
     print(outcome.summary())
+    # The platform's topology, as the services declare it: quorum queues under their policy.
+    for name in (QUEUE, retry_queue_name(QUEUE, 0), dead_letter_queue_name(QUEUE)):
+        assert cluster.queue("smoke", name)["type"] == "quorum", name
+    # Statistics: the new leader reports the queue's policy within its interval (5 s).
+    wait_until(
+        lambda: cluster.queue("smoke", QUEUE).get("policy") == policy_name(QUEUE),
+        within=30,
+        what=f"{QUEUE} under its policy",
+    )
     cluster.start_and_wait(outcome.killed)
     assert sorted(cluster.cluster_status(outcome.killed)["running_nodes"]) == sorted(
         node_name(n) for n in NODES
