@@ -66,6 +66,10 @@ class Cluster:
         """The one address clients use (haproxy), default vhost."""
         return f"amqp://{CREDENTIALS[0]}:{CREDENTIALS[1]}@127.0.0.1:{self.base_port}/"
 
+    def amqp_urls(self, vhost: str) -> list[str]:
+        """Where clients of ``vhost`` connect: the proxy alone (it picks a live node)."""
+        return [self.amqp_url.removesuffix("/") + "/" + quote(vhost, safe="")]
+
     @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.base_port + 1}"

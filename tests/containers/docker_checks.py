@@ -1,6 +1,7 @@
 """What the container checks share: image names and waiting on containers."""
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,3 +32,9 @@ def wait_until(check: Callable[[], Any], *, within: float, what: str) -> Any:
 def published_port(container: Container, port: int) -> int:
     container.reload()
     return int(container.ports[f"{port}/tcp"][0]["HostPort"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -11,7 +11,6 @@ import email
 import json
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import Iterator
 from email.message import Message
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from platform_layout import LAYOUT
 from recipe_story import tell_the_recipe_story
 
-from containers.docker_checks import published_port, wait_until
+from containers.docker_checks import free_port, published_port, wait_until
 
 # docker-compose up waits for every health condition: minutes on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -43,12 +42,6 @@ EXPORTS = (
     "import json, pathlib; print(json.dumps([p.read_text() for p in"
     " sorted(pathlib.Path('var/backup/backups').glob('users_*.csv'))]))"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def production_environment(gateway_port: int) -> dict[str, str]:
