@@ -10,12 +10,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -63,17 +61,6 @@ class RunningPlatform:
     @property
     def backup_dir(self) -> Path:
         return self.var_dir / "backup" / "backups"
-
-
-def wait_for(check: Callable[[], Any], *, within: float = 60.0, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 def ports_free(offset: int) -> bool:

@@ -18,8 +18,9 @@ from email.message import Message
 from typing import Any, Protocol
 
 import httpx
-from conftest import wait_for
 from PIL import Image
+
+from servicekit.testing import wait_until
 
 PASSWORD = "Gooseberry-Crumble-42"
 
@@ -111,7 +112,7 @@ def _story(platform: StoryPlatform, gateway: httpx.Client) -> None:
         assert body["image_status"] != "failed", body
         return body if body["image_status"] == "ready" else None
 
-    recipe = wait_for(ready_recipe, what="the resized image")
+    recipe = wait_until(ready_recipe, what="the resized image")
     image = httpx.get(recipe["resized_image_url"], timeout=10)
     assert image.status_code == 200
     assert image.headers["content-type"] == "image/jpeg"
@@ -129,7 +130,7 @@ def _story(platform: StoryPlatform, gateway: httpx.Client) -> None:
     ).json()
     assert (detail["avg_rating"], detail["rating_count"]) == (4.0, 1)
 
-    wait_for(
+    wait_until(
         lambda: (
             consumed(platform, "notifier", "recipe.created") >= 1
             and consumed(platform, "notifier", "user.registered") >= 2
@@ -144,10 +145,10 @@ def _story(platform: StoryPlatform, gateway: httpx.Client) -> None:
         inbox = mails_to(platform, customer["email"])
         return [mail for mail in inbox if title in text_of(mail)]
 
-    mails = wait_for(digests_with_the_recipe, within=30, what="the customer's digest")
+    mails = wait_until(digests_with_the_recipe, within=30, what="the customer's digest")
     assert len(mails) == 1
 
-    wait_for(
+    wait_until(
         lambda: consumed(platform, "backup", "user.registered") >= 2,
         what="the backup copy of the users",
     )

@@ -29,11 +29,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RunningPlatform, wait_for
+from conftest import RunningPlatform
 from PIL import ExifTags, Image
 from platform_layout import LAYOUT
 
 from compat.client import PASSWORD, access_token, bearer, register, unique
+from servicekit.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +108,7 @@ def test_register_without_email_is_201_and_the_user_gets_no_mail(
     )
 
     # Notifier and backup take the event (no retry, no dead letter) ...
-    wait_for(
+    wait_until(
         lambda: all(consumed(running_platform, s, "user.registered") > before[s] for s in before),
         what="notifier and backup to handle the registration without an email",
     )
@@ -208,7 +209,7 @@ def test_original_image_is_a_full_size_copy_without_metadata(gateway: httpx.Clie
         assert body["image_status"] != "failed", body
         return body if body["image_status"] == "ready" else None
 
-    recipe = wait_for(processed, what="the image to be processed")
+    recipe = wait_until(processed, what="the image to be processed")
     copy = httpx.get(recipe["original_image"], timeout=10)
     assert copy.status_code == 200
     image = Image.open(io.BytesIO(copy.content))

@@ -18,7 +18,8 @@ import docker
 import httpx
 from docker.models.containers import Container
 
-from containers.docker_checks import free_port, wait_until
+from containers.docker_checks import free_port
+from servicekit.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = (1, 2, 3)

@@ -13,7 +13,8 @@ import docker
 import pytest
 from docker.models.networks import Network
 
-from containers.docker_checks import POSTGRES_IMAGE, RABBITMQ_IMAGE, wait_until
+from containers.docker_checks import POSTGRES_IMAGE, RABBITMQ_IMAGE
+from servicekit.testing import wait_until
 
 
 @pytest.fixture(scope="session")

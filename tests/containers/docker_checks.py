@@ -2,9 +2,6 @@
 
 import os
 import socket
-import time
-from collections.abc import Callable
-from typing import Any
 
 from docker.models.containers import Container
 from platform_layout import LAYOUT
@@ -17,16 +14,6 @@ TAG = os.environ.get("TAG", "dev")
 
 def service_image(service: str) -> str:
     return f"recipe-platform/{service}:{TAG}"
-
-
-def wait_until(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 def published_port(container: Container, port: int) -> int:

@@ -16,9 +16,9 @@ import pytest
 from reliability.cluster_smoke import QUEUE, kill_the_queue_leader_midstream
 
 from containers.compose_cluster import NODES, ComposeCluster, node_name
-from containers.docker_checks import wait_until
 from servicekit._bus import dead_letter_queue_name, retry_queue_name
 from servicekit._topology import policy_name
+from servicekit.testing import wait_until
 
 # Three nodes starting and forming a cluster: a minute or two on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from platform_layout import LAYOUT
 from recipe_story import tell_the_recipe_story
 
-from containers.docker_checks import free_port, published_port, wait_until
+from containers.docker_checks import free_port, published_port
+from servicekit.testing import wait_until
 
 # docker-compose up waits for every health condition: minutes on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]

@@ -15,7 +15,8 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 from platform_layout import LAYOUT
 
-from containers.docker_checks import SERVICES, published_port, service_image, wait_until
+from containers.docker_checks import SERVICES, published_port, service_image
+from servicekit.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

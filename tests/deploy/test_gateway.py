@@ -21,10 +21,10 @@ from typing import Any
 import gateway_config
 import httpx
 import pytest
-from conftest import wait_for
 from platform_layout import LAYOUT
 
 from servicekit._request_ids import MAX_REQUEST_ID_LENGTH
+from servicekit.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "deploy" / "gateway" / "entrypoint.sh"
@@ -412,13 +412,13 @@ def test_public_reads_are_cached_revalidated_and_bypassed_when_signed_in(
                 return response if response.headers["x-cache-status"] == status else None
 
             # Past max-age, the gateway asks again with the ETag it holds; a 304 keeps its copy.
-            revalidated = wait_for(lambda: served("REVALIDATED"), what="a revalidation")
+            revalidated = wait_until(lambda: served("REVALIDATED"), what="a revalidation")
             assert revalidated.json() == {"version": 1}
             assert recipes.last_seen() == (first.headers["etag"], None)
 
             # A change is served once the copy is past max-age: that is how stale a read can be.
             recipes.version = 2
-            changed = wait_for(lambda: served("EXPIRED"), what="the changed list")
+            changed = wait_until(lambda: served("EXPIRED"), what="the changed list")
             assert changed.json() == {"version": 2}
     finally:
         recipes.shutdown()

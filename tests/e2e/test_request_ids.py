@@ -11,9 +11,10 @@ import uuid
 import httpx
 import psycopg
 import pytest
-from conftest import RunningPlatform, wait_for
+from conftest import RunningPlatform
 
 from servicekit._request_ids import MAX_REQUEST_ID_LENGTH
+from servicekit.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,9 @@ def test_hostile_request_ids_are_replaced_and_every_event_is_delivered_once(
             valid = len(sent) <= MAX_REQUEST_ID_LENGTH and sent.isascii()
             assert (answered == sent) == valid, (sent[:20], answered)
 
-    wait_for(lambda: auth_outbox(running_platform) == (0, 0), within=60, what="the outbox drained")
+    wait_until(
+        lambda: auth_outbox(running_platform) == (0, 0), within=60, what="the outbox drained"
+    )
 
     def all_handled() -> bool:
         return all(
@@ -80,7 +83,7 @@ def test_hostile_request_ids_are_replaced_and_every_event_is_delivered_once(
             for s in services
         )
 
-    wait_for(all_handled, within=60, what="every user.registered handled by each consumer")
+    wait_until(all_handled, within=60, what="every user.registered handled by each consumer")
     assert {s: consumed(running_platform, s, "handled") for s in services} == {
         s: handled[s] + len(HOSTILE_IDS) for s in services
     }

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from conftest import platform_on, wait_for
+from conftest import platform_on
 from rabbitmq_cluster import CREDENTIALS, NODES, Cluster
 
 from reliability.cluster_smoke import kill_the_queue_leader_midstream
@@ -27,7 +27,7 @@ from reliability.probes import CONSUMER_QUEUES, Platform
 from reliability.report import Report
 from reliability.scenarios import run_scenario
 from reliability.test_faults import assert_clean, record
-from servicekit.testing import Infrastructure, VhostAdmin
+from servicekit.testing import Infrastructure, VhostAdmin, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -134,17 +134,17 @@ class NodeFaults:
         down = time.monotonic()
         # The management API shows a new leader once its statistics caught up: an upper bound
         # of the election itself (0.1-0.6 s measured with a client).
-        wait_for(lambda: self.leader(queue) != node, within=60, what=f"a new leader of {queue}")
+        wait_until(lambda: self.leader(queue) != node, within=60, what=f"a new leader of {queue}")
         failover = time.monotonic() - down
         # The platform carries on with two nodes: every process connected and consuming again.
-        wait_for(self.platform.all_ready, within=120, what="every process ready on two nodes")
+        wait_until(self.platform.all_ready, within=120, what="every process ready on two nodes")
         ready = time.monotonic() - down
         time.sleep(max(0.0, NODE_OUTAGE_SECONDS - ready))
         if how == "stop_app":
             self.cluster.start_app(node)
         else:
             self.cluster.start_and_wait(node)
-        wait_for(self.platform.all_ready, within=120, what="every process ready again")
+        wait_until(self.platform.all_ready, within=120, what="every process ready again")
         self.failovers.append(failover)
         self.recoveries.append(ready)
         self.notes.append(
@@ -157,7 +157,7 @@ class NodeFaults:
         for node in NODES:
             started = time.monotonic()
             self.cluster.restart_node(node)
-            wait_for(self.platform.all_ready, within=120, what="every process ready again")
+            wait_until(self.platform.all_ready, within=120, what="every process ready again")
             self.notes.append(
                 f"rolling restart: node {node} stopped, started and every process ready "
                 f"after {time.monotonic() - started:.1f} s"

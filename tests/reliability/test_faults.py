@@ -19,11 +19,11 @@ from pathlib import Path
 import platformctl
 import processes
 import pytest
-from conftest import wait_for
 
 from reliability.probes import Platform
 from reliability.report import Report
 from reliability.scenarios import ScenarioOutcome, run_scenario
+from servicekit.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +119,7 @@ def test_readiness_reports_a_broker_outage_while_it_lasts(platform: Platform) ->
     platform.admin.revoke_access(platform.vhost)
     try:
         platform.admin.close_connections(platform.vhost)
-        wait_for(
+        wait_until(
             lambda: not any(platform.ready(url) for url in workers.values()),
             within=30,
             what="every worker to report the outage",
@@ -131,7 +131,7 @@ def test_readiness_reports_a_broker_outage_while_it_lasts(platform: Platform) ->
         assert not unready_apis, f"APIs taken out by a broker outage: {unready_apis}"
     finally:
         platform.admin.grant_access(platform.vhost)
-    wait_for(platform.all_ready, within=60, what="every process ready again")
+    wait_until(platform.all_ready, within=60, what="every process ready again")
     assert pids(platform) == before, "a process had to be restarted"
 
 
@@ -148,7 +148,7 @@ def test_a_worker_of_each_service_killed_and_restarted(
             assert pid is not None, f"{name} is not running"
             os.killpg(pid, signal.SIGKILL)  # the whole group: the media worker's image pool too
             killed.append(pid)
-        wait_for(
+        wait_until(
             lambda: not any(processes.alive(pid) for pid in killed), within=10, what="the kill"
         )
         time.sleep(2)  # the load goes on while the workers are down

@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import wait_for
 
 from reliability.probes import (
     CONSUMER_QUEUES,
@@ -25,6 +24,7 @@ from reliability.probes import (
 )
 from reliability.report import Report
 from reliability.scenarios import small_jpeg
+from servicekit.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ def test_poison_is_parked_with_its_reason_and_the_consumer_goes_on(
             found = parked(queue)
             return found if len(found) == expected else None
 
-        letters = wait_for(all_parked, within=30, what=f"the poison messages in {queue}.dlq")
+        letters = wait_until(all_parked, within=30, what=f"the poison messages in {queue}.dlq")
         for message_id, letter in letters.items():
             headers = letter["properties"]["headers"]
             reason = str(headers.get("x-dead-letter-reason", ""))
@@ -141,13 +141,13 @@ def test_poison_is_parked_with_its_reason_and_the_consumer_goes_on(
         )
         return notifier == [(new_email,)] and backup == [(new_email,)]
 
-    wait_for(copies_updated, within=60, what="the notifier's and backup's copies of the user")
-    wait_for(
+    wait_until(copies_updated, within=60, what="the notifier's and backup's copies of the user")
+    wait_until(
         lambda: gateway.get(f"/api/recipes/{recipe_id}/").json()["image_status"] == "ready",
         within=60,
         what="the image processed (media consumed recipe.created, recipes the image_ready)",
     )
-    wait_for(
+    wait_until(
         lambda: platform.consumed("recipes", "user.updated") > before["recipes"],
         within=30,
         what="the recipes worker to handle user.updated",

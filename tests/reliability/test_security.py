@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import wait_for
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from reliability.probes import (
@@ -38,7 +37,7 @@ from reliability.probes import (
 from reliability.report import Report
 from reliability.scenarios import small_jpeg
 from servicekit._settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from servicekit.testing import TokenFactory
+from servicekit.testing import TokenFactory, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -368,7 +367,7 @@ def test_path_traversal_in_an_upload_name_stays_in_the_media_dir(
         assert created.status_code == 201, created.text
         ids.append(created.json()["id"])
     for recipe_id in ids:
-        recipe = wait_for(
+        recipe = wait_until(
             lambda r=recipe_id: processed(gateway, r),  # type: ignore[misc]
             within=60,
             what="the traversal uploads to be processed",
@@ -508,7 +507,7 @@ def test_csv_injection_through_the_username_is_neutralised(
         )
         assert created.status_code == 201, created.text
         ids[created.json()["id"]] = name
-    wait_for(
+    wait_until(
         lambda: (
             len(
                 platform.query(
@@ -562,7 +561,7 @@ def test_mail_header_injection_through_user_fields(
         "/api/auth/register/", json={"username": name, "password": PASSWORD, "email": address}
     )
     assert created.status_code == 201, created.text
-    mail_file = wait_for(
+    mail_file = wait_until(
         lambda: next(platform.running.mail_dir.glob(f"welcome.{created.json()['id']}_*.eml"), None),
         within=60,
         what="the welcome mail",
@@ -645,7 +644,7 @@ def test_a_deleted_sellers_token_creates_nothing_that_stays(
         assert late.status_code in (201, 401), late.text
         return late.status_code == 401
 
-    wait_for(refused, within=60, what="recipes to refuse the deleted seller's token")
+    wait_until(refused, within=60, what="recipes to refuse the deleted seller's token")
     assert gateway.get("/api/notifications/preferences/", headers=seller.headers).status_code == 401
     listed = gateway.get("/api/recipes/", params={"seller": seller.username}).json()
     assert listed["count"] == 0, listed
@@ -669,7 +668,7 @@ def test_a_deleted_customers_token_rates_nothing_that_stays(
         assert late.status_code in (200, 401), late.text
         return late.status_code == 401
 
-    wait_for(refused, within=60, what="recipes to refuse the deleted customer's token")
+    wait_until(refused, within=60, what="recipes to refuse the deleted customer's token")
     assert platform.query(
         "recipes", "SELECT count(*) FROM ratings WHERE user_id = %s", customer.user_id
     ) == [(0,)]
@@ -708,7 +707,7 @@ def test_concurrent_changes_to_a_user_converge_on_the_last(
     for user in users:
         final = copies_of(platform, user.user_id)["auth"]
         assert final[1] == 4, final  # three changes, three versions
-        wait_for(
+        wait_until(
             lambda user=user, final=final: (  # type: ignore[misc]
                 set(copies_of(platform, user.user_id).values()) == {final}
             ),
@@ -732,7 +731,7 @@ def test_a_change_racing_a_deletion_leaves_no_live_copy(
         delete = pool.submit(gateway.delete, "/api/auth/me/", headers=user.headers)
         assert patch.result().status_code in (200, 401)
         assert delete.result().status_code == 204
-    wait_for(
+    wait_until(
         lambda: (
             platform.query(
                 "notifier", "SELECT deleted FROM recipients WHERE user_id = %s", user.user_id
@@ -798,7 +797,7 @@ def test_an_internationalised_domain_is_accepted_in_a_form_that_can_be_mailed(
     assert created.status_code == 201, created.text
     address = f"{local}@xn--exmple-cua.com"
     assert created.json()["email"] == address
-    mail_file = wait_for(
+    mail_file = wait_until(
         lambda: next(platform.running.mail_dir.glob(f"welcome.{created.json()['id']}_*.eml"), None),
         within=60,
         what="the welcome mail",

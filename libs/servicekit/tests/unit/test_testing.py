@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import Counter, Gauge
 
 import servicekit.testing
-from servicekit.testing import eventually, metric_value
+from servicekit.testing import eventually, metric_value, wait_until
 
 #: Metrics of this module only, so no other test moves them.
 TOOLKIT_EVENTS = Counter(
@@ -49,6 +49,17 @@ async def test_eventually_does_not_retry_a_check_that_raises() -> None:
     with pytest.raises(ValueError, match="bad check"):
         await eventually(broken, within=5)
     assert next(calls) == 2
+
+
+def test_wait_until_blocks_until_the_check_returns_something() -> None:
+    calls = itertools.count(1)
+    assert wait_until(lambda: next(calls) >= 3 and "up", within=5, interval=0.001) == "up"
+    assert next(calls) == 4
+
+
+def test_wait_until_fails_naming_what_it_waited_for() -> None:
+    with pytest.raises(AssertionError, match=r"timed out after 0.05s waiting for the container"):
+        wait_until(lambda: False, within=0.05, interval=0.01, what="the container")
 
 
 def test_metric_value_reads_the_sample_with_exactly_these_labels() -> None:

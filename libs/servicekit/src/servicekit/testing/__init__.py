@@ -2,10 +2,10 @@
 
 One module per concern: ``servers`` (containers or local servers, databases, vhosts),
 ``faults`` (a cuttable TCP proxy), ``tokens`` (signed access tokens), ``broker`` (topology
-assertions, routing, collecting), ``waiting`` (``eventually``), ``metrics`` (``metric_value``),
-``delivery`` (``deliver``: an event through a consumer's real handlers without a broker) and
-``plugin`` (the pytest fixtures, loaded through the ``pytest11`` entry point). The names below
-are the supported surface; import them from here.
+assertions, routing, collecting), ``waiting`` (``eventually``, its blocking twin ``wait_until``),
+``metrics`` (``metric_value``), ``delivery`` (``deliver``: an event through a consumer's real
+handlers without a broker) and ``plugin`` (the pytest fixtures, loaded through the ``pytest11``
+entry point). The names below are the supported surface; import them from here.
 """
 
 from servicekit.testing.broker import (
@@ -26,7 +26,7 @@ from servicekit.testing.servers import (
     with_vhost,
 )
 from servicekit.testing.tokens import TokenFactory
-from servicekit.testing.waiting import eventually
+from servicekit.testing.waiting import eventually, wait_until
 
 __all__ = [
     "Infrastructure",
@@ -42,6 +42,7 @@ __all__ = [
     "queue_arguments",
     "routed_keys",
     "truncate_all",
+    "wait_until",
     "with_database",
     "with_vhost",
 ]

@@ -1,4 +1,5 @@
-"""Waiting for what happens in the background (a consumer, a relay): one ``eventually``."""
+"""Waiting for what happens in the background: one ``eventually`` (async tests: a consumer, a
+relay) and its blocking twin ``wait_until`` (sync tests: a process or a container starting)."""
 
 import asyncio
 import inspect
@@ -55,3 +56,25 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+#: Processes and containers take longer to start on a loaded machine than a consumer to retry.
+DEFAULT_WITHIN_BLOCKING = 60.0
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    within: float = DEFAULT_WITHIN_BLOCKING,
+    interval: float = 0.25,
+    what: str = "the condition",
+) -> T:
+    """``eventually`` for synchronous tests: blocks between calls instead of awaiting."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        time.sleep(interval)
