@@ -4,6 +4,8 @@ Everything here reads; nothing changes the platform except ``sign_in`` and ``reg
 through the gateway like any client).
 """
 
+import importlib
+import os
 import socket
 import threading
 import time
@@ -262,6 +264,85 @@ def sampling_readiness(platform: Platform, interval: float = 0.2) -> Iterator[Re
                 stop.wait(interval)
 
     thread = threading.Thread(target=sample, name="readiness-sampler", daemon=True)
+    thread.start()
+    try:
+        yield log
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+#: Connections a process holds besides its pool: the outbox relay's ``LISTEN``.
+LISTEN_CONNECTIONS = 1
+#: The backup worker's export holds one more while it runs (README, "Connection budget").
+EXPORT_CONNECTIONS = 1
+
+
+def connection_budget(platform: Platform) -> int:
+    """The most PostgreSQL connections the platform may hold, as README's "Connection budget"
+    counts it: every process its pool plus its ``LISTEN``; an API runs ``API_PROCESSES``
+    processes (default one per core); the backup worker one more while exporting."""
+    cores = len(os.sched_getaffinity(0))
+    total = EXPORT_CONNECTIONS
+    for service in LAYOUT.services:
+        settings = importlib.import_module(f"{service.name}.settings").Settings
+        pool = int(
+            platform.running.env.get(
+                f"{service.env_prefix}DATABASE_POOL_SIZE",
+                settings.model_fields["database_pool_size"].default,
+            )
+        )
+        processes = 1  # the worker
+        if service.has_api:
+            configured = platform.running.env.get(f"{service.env_prefix}API_PROCESSES")
+            processes += int(configured) if configured else cores
+        total += processes * (pool + LISTEN_CONNECTIONS)
+    return total
+
+
+@dataclass
+class ConnectionLog:
+    """PostgreSQL connections to the platform's databases, sampled while a scenario runs."""
+
+    budget: int
+    peak: int = 0
+    peak_by_database: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+
+
+@contextmanager
+def sampling_connections(platform: Platform, interval: float = 0.25) -> Iterator[ConnectionLog]:
+    """Counts ``pg_stat_activity`` rows of the platform's databases (its own sampling
+    connection is to ``postgres``, not counted); a sample the server refuses is skipped."""
+    log = ConnectionLog(budget=connection_budget(platform))
+    databases = {
+        f"{platform.running.env['PLATFORM_DB_PREFIX']}{s.name}": s.name for s in LAYOUT.services
+    }
+    admin = libpq_url(platform.running.env["PLATFORM_DB_BASE_URL"].rstrip("/") + "/postgres")
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(admin, autocommit=True, connect_timeout=2) as connection:
+                    while not stop.is_set():
+                        rows = connection.execute(
+                            "SELECT datname, count(*) FROM pg_stat_activity"
+                            " WHERE datname = ANY(%s) GROUP BY datname",
+                            (list(databases),),
+                        ).fetchall()
+                        by_service = {databases[name]: int(count) for name, count in rows}
+                        log.peak = max(log.peak, sum(by_service.values()))
+                        for name, count in by_service.items():
+                            log.peak_by_database[name] = max(
+                                log.peak_by_database.get(name, 0), count
+                            )
+                        log.samples += 1
+                        stop.wait(interval)
+            except psycopg.Error:
+                stop.wait(interval)  # the server restarting (a fault of the scenario)
+
+    thread = threading.Thread(target=sample, name="connection-sampler", daemon=True)
     thread.start()
     try:
         yield log

@@ -23,9 +23,11 @@ from PIL import Image
 from reliability.probes import (
     PASSWORD,
     Account,
+    ConnectionLog,
     Platform,
     ReadinessLog,
     register,
+    sampling_connections,
     sampling_readiness,
     unique,
 )
@@ -369,6 +371,7 @@ class ScenarioOutcome:
     readiness: ReadinessLog
     accounting: Accounting
     fault_notes: list[str]
+    connections: ConnectionLog
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -387,7 +390,7 @@ def run_scenario(
     notes: list[str] = []
     try:
         load.prepare()
-        with sampling_readiness(platform) as readiness:
+        with sampling_readiness(platform) as readiness, sampling_connections(platform) as held:
             load.run(
                 seconds,
                 during=lambda: notes.extend(fault()),
@@ -397,4 +400,4 @@ def run_scenario(
     finally:
         load.close()
     accounting = settle(platform, load.log, within=settle_within)
-    return ScenarioOutcome(load.log, readiness, accounting, notes)
+    return ScenarioOutcome(load.log, readiness, accounting, notes, held)

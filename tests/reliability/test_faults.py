@@ -70,6 +70,12 @@ def record(report: Report, key: str, outcome: ScenarioOutcome, faults: str) -> N
         f"readiness samples {outcome.readiness.samples}; not-ready samples per process: "
         f"{outage or 'none'}"
     )
+    held = outcome.connections
+    by_service = ", ".join(f"{k} {v}" for k, v in sorted(held.peak_by_database.items()))
+    row.notes.append(
+        f"PostgreSQL connections of the platform: peak {held.peak} ({by_service}) in "
+        f"{held.samples} samples; budget {held.budget} (README, Connection budget)"
+    )
     row.notes += outcome.fault_notes
     if accounting.unacknowledged:
         row.notes.append(f"effects of requests not acknowledged: {len(accounting.unacknowledged)}")
@@ -77,6 +83,8 @@ def record(report: Report, key: str, outcome: ScenarioOutcome, faults: str) -> N
 
 def assert_clean(platform: Platform, outcome: ScenarioOutcome) -> None:
     assert outcome.load.accepted > 0
+    held = outcome.connections
+    assert held.samples > 0 and held.peak <= held.budget, held
     assert not outcome.accounting.lost_or_duplicated(), outcome.accounting.lost_or_duplicated()
     assert platform.unexpected_dead_letters() == dict.fromkeys(
         platform.unexpected_dead_letters(), 0
