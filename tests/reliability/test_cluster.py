@@ -191,6 +191,7 @@ def relay_refusals(log_dir: Path) -> dict[str, tuple[int, float]]:
 
 
 @long_scenario
+@pytest.mark.timeout(1800)  # 5 min of load, the faults, the settling: beyond the suite's 300 s
 def test_the_platform_on_a_cluster_loses_nothing_when_every_leader_fails(
     cluster_platform: Platform, rabbitmq_cluster: Cluster, reliability_report: Report
 ) -> None:
