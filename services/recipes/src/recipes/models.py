@@ -10,6 +10,9 @@ processed them.
 (migration 0002) bumps one of its shards when a transaction that changed any recipe row
 commits, so the sum of the shards changes with every committed change. Shards,
 so that concurrent ratings of different recipes do not queue on one counter row.
+
+``recipe_count_shards`` holds the number of recipes the same way (statement-level triggers,
+migration 0007), so the unfiltered list reads a sum of 16 rows instead of counting the table.
 """
 
 from datetime import datetime
@@ -164,6 +167,15 @@ class RecipeListVersion(SQLModel, table=True):
 
     shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
     version: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class RecipeCountShard(SQLModel, table=True):
+    """One shard of the number of recipes, moved by triggers on ``recipes`` (migration 0007)."""
+
+    __tablename__ = "recipe_count_shards"
+
+    shard: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    recipes: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class RecipeImage(SQLModel, table=True):

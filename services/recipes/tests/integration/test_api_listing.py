@@ -429,3 +429,42 @@ async def test_a_rolled_back_change_keeps_the_list_etag(
         await session.execute(text("UPDATE recipes SET title = 'changed'"))
         await session.rollback()
     assert (await client.get("/api/recipes/", headers={"If-None-Match": etag})).status_code == 304
+
+
+async def test_the_unfiltered_count_follows_every_insert_delete_and_truncate(
+    client: httpx.AsyncClient, users: Users, session_maker: SessionMaker
+) -> None:
+    """The unfiltered list's count comes from the count shards (migration 0007), not count(*)."""
+
+    async def listed() -> int:
+        response = await client.get("/api/recipes/")
+        assert response.status_code == 200, response.text
+        return int(response.json()["count"])
+
+    async def sql(statement: str) -> None:
+        async with session_maker() as session, session.begin():
+            await session.execute(text(statement))
+
+    async def counted() -> int:
+        async with session_maker() as session:
+            return int((await session.execute(text("SELECT count(*) FROM recipes"))).scalar_one())
+
+    assert await listed() == 0
+    first = await create_recipe(client, users.seller(7, "chef"))
+    await create_recipe(client, users.seller(7, "chef"), title="Two")
+    await seed(session_maker, [{"title": f"seeded {i}"} for i in range(5)])
+    assert await listed() == await counted() == 7
+    await client.delete(f"/api/recipes/{first['id']}/", headers=users.seller(7))
+    await sql("DELETE FROM recipes WHERE title LIKE 'seeded%' AND title < 'seeded 3'")
+    await sql("DELETE FROM recipes WHERE false")
+    assert await listed() == await counted() == 3
+    async with session_maker() as session, session.begin():
+        await session.execute(text("DELETE FROM recipes"))
+        await session.rollback()
+    assert await listed() == 3
+    # Filtered lists still count their matches.
+    assert (await client.get("/api/recipes/?q=seeded")).json()["count"] == 2
+    await sql("TRUNCATE recipes CASCADE")
+    assert await listed() == await counted() == 0
+    await seed(session_maker, [{"title": "after truncate"}])
+    assert await listed() == 1
