@@ -17,12 +17,13 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit._bus import Bus
 from servicekit._consumer import Consumer
+from servicekit._metrics import exposition
 
 
 @dataclass
@@ -101,7 +102,7 @@ async def readiness(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def health_app(readiness: Readiness) -> FastAPI:

@@ -249,6 +249,39 @@ async def run_the_tiny_service(env: dict[str, str], vhost: Vhost) -> None:
     assert worker.returncode in (0, -signal.SIGTERM), logs(env)
 
 
+async def test_an_api_of_several_processes_counts_all_their_requests_in_every_scrape(
+    tiny_service: dict[str, str],
+) -> None:
+    """Whichever process answers ``/metrics``, it reports the requests every process served."""
+    env = {**tiny_service, "TINY_API_PROCESSES": "2"}
+    assert tiny(env, "migrate").wait(timeout=120) == 0, logs(env)
+    api = tiny(env, "api")
+    api_url = f"http://127.0.0.1:{env['TINY_API_PORT']}"
+    served = 40
+    try:
+        await eventually(lambda: answers(f"{api_url}/readyz"), within=60, what="the API ready")
+        for _ in range(served):  # a connection each, so that both processes accept some
+            async with httpx.AsyncClient(base_url=api_url) as client:
+                assert (await client.get("/api/tiny/hello")).status_code == 200
+        seen = []
+        for _ in range(6):
+            async with httpx.AsyncClient(base_url=api_url) as client:
+                seen.append(hello_requests((await client.get("/metrics")).text))
+        assert seen == [served] * 6, logs(env)
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+
+
+def hello_requests(exposition: str) -> float:
+    """``http_requests_total`` of ``GET /api/tiny/hello`` in a Prometheus text exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("http_requests_total{") and 'route="/api/tiny/hello"' in line
+    )
+
+
 async def answers(url: str) -> bool:
     try:
         async with httpx.AsyncClient() as client:

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit._serving import api_processes, machine_cores
+from servicekit._metrics import MULTIPROCESS_DIR_VARIABLE
+from servicekit._serving import api_processes, machine_cores, shared_metrics
 
 APP = """
 import os
@@ -91,3 +92,26 @@ def test_serves_with_the_configured_number_of_processes(
             return
         time.sleep(0.2)
     raise AssertionError(f"not 3 worker processes serving: {workers()}")
+
+
+def test_several_processes_share_a_fresh_metrics_directory_removed_afterwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROCESS_DIR_VARIABLE, raising=False)
+    with shared_metrics(1):
+        assert MULTIPROCESS_DIR_VARIABLE not in os.environ
+    with shared_metrics(2):
+        directory = Path(os.environ[MULTIPROCESS_DIR_VARIABLE])
+        assert directory.is_dir() and not any(directory.iterdir())
+    assert MULTIPROCESS_DIR_VARIABLE not in os.environ and not directory.exists()
+
+
+def test_a_configured_metrics_directory_is_emptied_of_an_earlier_runs_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    (tmp_path / "notes.txt").write_text("not ours")
+    monkeypatch.setenv(MULTIPROCESS_DIR_VARIABLE, str(tmp_path))
+    with shared_metrics(2):
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert os.environ[MULTIPROCESS_DIR_VARIABLE] == str(tmp_path)
