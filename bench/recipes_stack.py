@@ -8,6 +8,7 @@ a JWK Set the bench serves (``servicekit.testing.TokenFactory`` signs them).
 import contextlib
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,8 @@ def _stack(
     with (
         scratch_database(scenario) as database_url,
         static_json_server(tokens.jwks()) as jwks_url,
+        # As ``recipes api`` runs its processes (servicekit._serving): metrics shared in files.
+        tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir,
     ):
         migrate(database_url)
         seed_recipes(libpq(database_url), recipes)
@@ -148,6 +151,7 @@ def _stack(
             RECIPES_AMQP_URL=amqp_url,
             RECIPES_JWKS_URL=jwks_url,
             RECIPES_LOG_LEVEL="WARNING",
+            PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )
         bare_env = uv_env(BENCH_BARE_DSN=libpq(database_url))
         with contextlib.ExitStack() as servers:
