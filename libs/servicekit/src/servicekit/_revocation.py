@@ -81,7 +81,7 @@ async def record_user_state(
 
 #: ``hold_writer``'s statements, in psycopg's own parameter style (it runs them through the driver).
 _LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, %s)"
-_REVOKED = "SELECT revoked FROM revoked_users WHERE user_id = %s"
+_REVOKED = f"SELECT revoked FROM {RevokedUser.__tablename__} WHERE user_id = %s"
 #: ``RevokedUsers``' check, the user bound at execution.
 _READ_REVOKED = select(col(RevokedUser.revoked)).where(
     col(RevokedUser.user_id) == bindparam("user_id")
