@@ -363,3 +363,11 @@ def server_cpu(
     after_pids = _group_members(pgids) | _database_backends(dsn) | before_pids
     spent = sum(max(0.0, _process_cpu_seconds(pid) - before.get(pid, 0.0)) for pid in after_pids)
     return result, spent
+
+
+def wrk_with_cpu(
+    url: str, *, seconds: int, servers: Sequence[subprocess.Popen[bytes]], dsn: str
+) -> tuple[WrkResult, float]:
+    """``wrk`` against ``url`` and the path's server CPU per request in ms (``server_cpu``)."""
+    result, cpu = server_cpu(lambda: wrk(url, seconds=seconds), servers=servers, dsn=dsn)
+    return result, 1000 * cpu / max(1, result.requests)

@@ -117,22 +117,33 @@ def migrate(database_url: str) -> None:
 
 @contextlib.contextmanager
 def recipes_stack(
-    scenario: str, *, recipes: int, amqp_url: str | None = None, bare: bool = True
+    scenario: str,
+    *,
+    recipes: int,
+    amqp_url: str | None = None,
+    bare: bool = True,
+    cache_max_age: int | None = None,
 ) -> Iterator[RecipesStack]:
     """Migrated, seeded database; the recipes API and the bare app both listening.
 
     The API relays its outbox to ``amqp_url`` when given, else to a scratch vhost of its own.
+    ``cache_max_age`` sets ``RECIPES_CACHE_MAX_AGE`` (0: a gateway in front caches nothing).
     """
     tokens = TokenFactory()
     with contextlib.ExitStack() as stack:
         if amqp_url is None:
             amqp_url = stack.enter_context(scratch_vhost(scenario))
-        yield stack.enter_context(_stack(scenario, recipes, amqp_url, tokens, bare))
+        yield stack.enter_context(_stack(scenario, recipes, amqp_url, tokens, bare, cache_max_age))
 
 
 @contextlib.contextmanager
 def _stack(
-    scenario: str, recipes: int, amqp_url: str, tokens: TokenFactory, bare: bool
+    scenario: str,
+    recipes: int,
+    amqp_url: str,
+    tokens: TokenFactory,
+    bare: bool,
+    cache_max_age: int | None,
 ) -> Iterator[RecipesStack]:
     with (
         scratch_database(scenario) as database_url,
@@ -153,6 +164,8 @@ def _stack(
             RECIPES_LOG_LEVEL="WARNING",
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )
+        if cache_max_age is not None:
+            recipes_env["RECIPES_CACHE_MAX_AGE"] = str(cache_max_age)
         bare_env = uv_env(BENCH_BARE_DSN=libpq(database_url))
         with contextlib.ExitStack() as servers:
             recipes_process = servers.enter_context(

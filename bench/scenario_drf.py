@@ -9,13 +9,12 @@ processes and the database's PostgreSQL backends; wrk itself is not counted).
 """
 
 import functools
-import subprocess
 import tempfile
 from pathlib import Path
 
 import psycopg
 from baselines import drf_server
-from common import Outcome, Row, Size, WrkResult, alternate, median, server_cpu, wrk
+from common import Outcome, Row, Size, WrkResult, alternate, median, wrk, wrk_with_cpu
 from recipes_stack import LIST_PATH, recipes_stack
 from scenarios_http import (
     AGGREGATE_MISMATCHES,
@@ -116,16 +115,11 @@ def drf_baseline(size: Size) -> Outcome:
         assert stack.recipes_process is not None
         ours_servers, drf_servers = [stack.recipes_process], [drf]
 
-        def measured(url: str, servers: list[subprocess.Popen[bytes]]) -> tuple[WrkResult, float]:
-            result, cpu = server_cpu(
-                lambda: wrk(url, seconds=seconds), servers=servers, dsn=stack.dsn
-            )
-            return result, 1000 * cpu / max(1, result.requests)
-
+        measured = functools.partial(wrk_with_cpu, seconds=seconds, dsn=stack.dsn)
         figures = {
             name: alternate(
-                functools.partial(measured, stack.recipes_url + ours_path, ours_servers),
-                functools.partial(measured, drf_url + drf_path, drf_servers),
+                functools.partial(measured, stack.recipes_url + ours_path, servers=ours_servers),
+                functools.partial(measured, drf_url + drf_path, servers=drf_servers),
                 size.rounds,
             )
             for name, ours_path, drf_path in (
@@ -133,7 +127,7 @@ def drf_baseline(size: Size) -> Outcome:
                 ("detail", f"{LIST_PATH}{DETAIL_ID}/", f"/recipes/{DETAIL_ID}/"),
             )
         }
-        with gateway(stack) as gateway_url:
+        with gateway(stack) as (gateway_url, _):
             cached, drf_list = alternate(
                 lambda: wrk(gateway_url + LIST_PATH, seconds=seconds),
                 lambda: wrk(drf_url + "/recipes/", seconds=seconds),

@@ -27,6 +27,8 @@ TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "public_cache")
 DEFAULT_UPLOAD_LIMIT = "10m"
 DEFAULT_AUTH_TOKEN_RATE = "5r/s"
 DEFAULT_AUTH_TOKEN_BURST = "10"
+#: The public read cache's zone in the template; ``off`` instead turns the cache off.
+PUBLIC_READ_ZONE = "public_reads"
 
 
 def placeholders(template: str) -> set[str]:
@@ -53,6 +55,7 @@ def local_values(
     upload_limit: str = DEFAULT_UPLOAD_LIMIT,
     auth_token_rate: str = DEFAULT_AUTH_TOKEN_RATE,
     auth_token_burst: str = DEFAULT_AUTH_TOKEN_BURST,
+    public_read_cache: bool = True,
 ) -> dict[str, str]:
     """The values for a gateway on loopback in front of services on this machine (by default
     on deploy/platform.toml's ports)."""
@@ -68,6 +71,7 @@ def local_values(
         "UPLOAD_LIMIT": upload_limit,
         "AUTH_TOKEN_RATE": auth_token_rate,
         "AUTH_TOKEN_BURST": auth_token_burst,
+        "PUBLIC_READ_CACHE": PUBLIC_READ_ZONE if public_read_cache else "off",
     }
 
 

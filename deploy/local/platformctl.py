@@ -184,6 +184,8 @@ class Platform:
             auth_upstream=self.api_address("auth"),
             recipes_upstream=self.api_address("recipes"),
             notifier_upstream=self.api_address("notifier"),
+            # RECIPES_CACHE_MAX_AGE=0 turns public read caching off: the gateway's too.
+            public_read_cache=self.environ.get("RECIPES_CACHE_MAX_AGE", "").strip() != "0",
         )
 
     @property

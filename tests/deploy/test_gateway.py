@@ -34,12 +34,19 @@ needs_nginx = pytest.mark.skipif(
 )
 
 
-def _values(tmp_path: Path, port: int = LAYOUT.gateway_port, **upstreams: str) -> dict[str, str]:
+def _values(
+    tmp_path: Path,
+    port: int = LAYOUT.gateway_port,
+    *,
+    public_read_cache: bool = True,
+    **upstreams: str,
+) -> dict[str, str]:
     return gateway_config.local_values(
         run_dir=tmp_path / "run",
         log_dir=tmp_path / "log",
         media_root=tmp_path / "media",
         port=port,
+        public_read_cache=public_read_cache,
         **upstreams,
     )
 
@@ -146,10 +153,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _nginx(tmp_path: Path, **upstreams: str) -> Iterator[httpx.Client]:
+def _nginx(
+    tmp_path: Path, *, public_read_cache: bool = True, **upstreams: str
+) -> Iterator[httpx.Client]:
     """The rendered gateway on a free port in front of ``upstreams``, and a client of it."""
     port = _free_port()
-    values = _values(tmp_path, port, **upstreams)
+    values = _values(tmp_path, port, public_read_cache=public_read_cache, **upstreams)
     config = gateway_config.write_config(values, tmp_path / "run" / "nginx.conf")
     nginx = subprocess.Popen(gateway_config.nginx_command(config, values), start_new_session=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -420,6 +429,29 @@ def test_public_reads_are_cached_revalidated_and_bypassed_when_signed_in(
             recipes.version = 2
             changed = wait_until(lambda: served("EXPIRED"), what="the changed list")
             assert changed.json() == {"version": 2}
+    finally:
+        recipes.shutdown()
+        recipes.server_close()
+
+
+@needs_nginx
+def test_the_public_read_cache_can_be_turned_off(tmp_path: Path) -> None:
+    """With the cache off every anonymous read reaches the API (and none waits on its lock)."""
+    recipes = _PublicReadsServer(("127.0.0.1", 0), _PublicReads)
+    recipes.seen = []
+    threading.Thread(target=recipes.serve_forever, daemon=True).start()
+    try:
+        with _nginx(
+            tmp_path,
+            public_read_cache=False,
+            auth_upstream=f"127.0.0.1:{_free_port()}",
+            recipes_upstream=f"127.0.0.1:{recipes.server_address[1]}",
+            notifier_upstream=f"127.0.0.1:{_free_port()}",
+        ) as client:
+            answers = [client.get("/api/recipes/?page=1") for _ in range(3)]
+            assert [a.json() for a in answers] == [{"version": 1}] * 3
+            assert all("x-cache-status" not in a.headers for a in answers)
+            assert len(recipes.seen) == 3
     finally:
         recipes.shutdown()
         recipes.server_close()

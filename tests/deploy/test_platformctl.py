@@ -280,3 +280,18 @@ def test_up_reports_a_process_that_fails_and_leaves_nothing_running(
     assert "media-worker is not ready" in up.stdout
     assert "cannot reach Cloudinary" in up.stdout
     assert processes.sweep(tmp_path / "var") == []
+
+
+@pytest.mark.parametrize(
+    ("max_age", "cache"), [(None, "public_reads"), ("2", "public_reads"), ("0", "off")]
+)
+def test_a_max_age_of_zero_turns_the_gateways_public_read_cache_off(
+    tmp_path: Path, max_age: str | None, cache: str
+) -> None:
+    environ = {"PLATFORM_VAR_DIR": str(tmp_path)}
+    if max_age is not None:
+        environ["RECIPES_CACHE_MAX_AGE"] = max_age
+
+    values = platformctl.Platform.from_env(environ).gateway_values()
+
+    assert values["PUBLIC_READ_CACHE"] == cache

