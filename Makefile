@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 PRESENT := $(patsubst %/pyproject.toml,%,$(wildcard libs/*/pyproject.toml) $(wildcard services/*/pyproject.toml))
 
 .PHONY: help setup lint format test test-reliability up down logs status demo bench asyncapi pin
-.PHONY: node-deps env-example mypy images test-containers test-fresh-box
+.PHONY: node-deps local-servers env-example mypy images test-containers test-fresh-box
 .DEFAULT_GOAL := help
 
 # A bare `make` lists the targets: the `## ` text after each target's name.
@@ -39,7 +39,7 @@ format: ## ruff fix and format
 	uv run ruff format .
 
 # Every package's own tests (each alone, the way it is built and deployed), then end-to-end.
-test: setup node-deps ## every package's tests (with coverage), then deployment, docs and end to end
+test: setup node-deps local-servers ## every package's tests (with coverage), then deployment, docs and end to end
 	@rm -f .coverage
 	@for pkg in $(PRESENT); do \
 	  echo "== $$pkg"; \
@@ -78,6 +78,7 @@ demo: ## a seller, a customer, a recipe and a rating through the gateway
 # run. SCENARIO="recipe-list ratings" runs some; QUICK=1 is smaller (~3 min). See bench/README.md.
 bench: setup ## benchmarks against ceilings measured in the same run
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx)
+	@scripts/ensure-infra
 	uv run python bench/run.py $(if $(QUICK),--quick) $(SCENARIO)
 
 # Re-pin every direct and transitive version after changing a dependency.
@@ -95,6 +96,17 @@ node-deps:
 	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done
+
+# The local PostgreSQL and RabbitMQ (management API included) that tests and benchmarks fall back
+# to, started or installed where missing, as `make up` does: on a fresh machine `make test` alone
+# must pass. Skipped when the tests may only use containers; where a Docker engine may serve
+# them instead (TESTS_USE_DOCKER unset or auto), a failure here is only a warning.
+local-servers:
+	@case "$${TESTS_USE_DOCKER:-auto}" in \
+	  always) ;; \
+	  never) scripts/ensure-infra ;; \
+	  *) scripts/ensure-infra || echo "local-servers: not started; the tests need a Docker engine then" ;; \
+	esac
 
 env-example: setup ## regenerate .env.example from the settings classes
 	uv run python scripts/settings_table.py --env-example > .env.example
