@@ -42,7 +42,12 @@ if TYPE_CHECKING:
     from servicekit._outbox import NOTIFY_CHANNEL, add_event, outbox_row
     from servicekit._request_ids import is_valid_request_id
     from servicekit._retries import RetryPolicy
-    from servicekit._revocation import RevokedUsers, hold_writer, record_user_state
+    from servicekit._revocation import (
+        RevokedUsers,
+        hold_writer,
+        record_user_state,
+        writer_is_revoked,
+    )
     from servicekit._runtime import (
         Messaging,
         api_lifespan,
@@ -115,6 +120,7 @@ _HOMES: dict[str, str] = {
     "RevokedUsers": "servicekit._revocation",
     "hold_writer": "servicekit._revocation",
     "record_user_state": "servicekit._revocation",
+    "writer_is_revoked": "servicekit._revocation",
     "Messaging": "servicekit._runtime",
     "api_lifespan": "servicekit._runtime",
     "configure_observability": "servicekit._runtime",
@@ -208,6 +214,7 @@ __all__ = [
     "upgrade_database",
     "utcnow",
     "verifier_from_settings",
+    "writer_is_revoked",
 ]
 
 

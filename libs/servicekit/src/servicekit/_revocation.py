@@ -93,6 +93,14 @@ async def hold_writer(session: AsyncSession, user_id: int) -> None:
     them (401) if they are revoked. Call first in the write's transaction."""
     from servicekit._tokens import revoked_user  # the web side only (see TYPE_CHECKING above)
 
+    if await writer_is_revoked(session, user_id):
+        raise revoked_user()
+
+
+async def writer_is_revoked(session: AsyncSession, user_id: int) -> bool:
+    """``hold_writer`` for a write that has no token to refuse (a signed link, say): take the
+    user's shared lock, then tell whether they are revoked, so that the caller writes nothing
+    for a user whose cleanup has run (or is running)."""
     # Two statements, so that the check's snapshot is taken once the lock is held (READ
     # COMMITTED: one snapshot per statement), sent in one round trip with the transaction's
     # BEGIN through psycopg's pipeline mode: three round trips were a fifth of a rating's CPU
@@ -105,8 +113,7 @@ async def hold_writer(session: AsyncSession, user_id: int) -> None:
         await locking.execute(_LOCK_SHARED, (USER_LOCK_SPACE, _user_lock_key(user_id)))
         await checking.execute(_REVOKED, (user_id,))
         found = await checking.fetchone()
-    if found is not None and found[0]:
-        raise revoked_user()
+    return found is not None and bool(found[0])
 
 
 class RevokedUsers:

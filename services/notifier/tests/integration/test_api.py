@@ -142,3 +142,17 @@ async def test_a_deleted_users_token_is_refused_and_their_preferences_go(
         assert answer.json()["code"] == "user_inactive"
     async with session_maker() as session:
         assert await session.get(Preference, 7) is None
+
+
+async def test_a_deleted_users_unsubscribe_link_writes_nothing(
+    client: httpx.AsyncClient, session_maker: SessionMaker, settings: Settings
+) -> None:
+    """The link never expires: it kept creating a preferences row for a user already deleted."""
+    deleted = UserDeleted(user_id=7, username="alice", version=2, deleted_at=MONDAY_SIX)
+    assert await deliver(service.consumer(settings, session_maker), deleted)
+    token = UnsubscribeTokens(settings.unsubscribe_key).issue(7)
+    response = await client.post(UNSUBSCRIBE, params={"token": token})
+    assert response.status_code == 200
+    assert response.json()["daily_digest"] is False
+    async with session_maker() as session:
+        assert await session.get(Preference, 7) is None

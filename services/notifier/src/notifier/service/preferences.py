@@ -8,7 +8,7 @@ from sqlmodel import col
 
 from notifier.models import Preference
 from notifier.schemas import PreferencesIn, PreferencesOut
-from servicekit import hold_writer, utcnow
+from servicekit import hold_writer, utcnow, writer_is_revoked
 
 
 async def get_preferences(
@@ -36,7 +36,11 @@ async def update_preferences(
 
 
 async def unsubscribe(*, session: AsyncSession, user_id: int) -> None:
-    """Turn the digest off (idempotent)."""
+    """Turn the digest off (idempotent). Nothing is written for a deleted or deactivated user:
+    their link stays valid (it never expires), but a row written now would outlive the cleanup
+    of their data, and they get no digest anyway."""
+    if await writer_is_revoked(session, user_id):
+        return
     await _upsert(
         session=session, user_id=user_id, values={"daily_digest": False, "updated_at": utcnow()}
     )
