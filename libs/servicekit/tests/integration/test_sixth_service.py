@@ -268,9 +268,21 @@ async def test_an_api_of_several_processes_counts_all_their_requests_in_every_sc
             async with httpx.AsyncClient(base_url=api_url) as client:
                 seen.append(hello_requests((await client.get("/metrics")).text))
         assert seen == [served] * 6, logs(env)
+        async with httpx.AsyncClient(base_url=api_url) as client:
+            exposition = (await client.get("/metrics")).text
+        assert len(process_memory(exposition)) == 2, exposition  # each process, by its pid
     finally:
         api.terminate()
         api.wait(timeout=30)
+
+
+def process_memory(exposition: str) -> dict[str, float]:
+    """``process_resident_memory_bytes`` per ``pid`` label in a Prometheus text exposition."""
+    return {
+        line.split('pid="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("process_resident_memory_bytes{")
+    }
 
 
 def hello_requests(exposition: str) -> float:

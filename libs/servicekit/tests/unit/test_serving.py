@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit._metrics import MULTIPROCESS_DIR_VARIABLE
+from servicekit._metrics import MULTIPROCESS_DIR_VARIABLE, ApiProcesses
 from servicekit._serving import api_processes, machine_cores, shared_metrics
 
 APP = """
@@ -115,3 +115,24 @@ def test_a_configured_metrics_directory_is_emptied_of_an_earlier_runs_values(
     with shared_metrics(2):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert os.environ[MULTIPROCESS_DIR_VARIABLE] == str(tmp_path)
+
+
+def test_process_metrics_cover_each_live_process_of_the_directory(tmp_path: Path) -> None:
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = int(exited.stdout)
+    for pid in (os.getpid(), gone):
+        (tmp_path / f"counter_{pid}.db").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a process's")
+    families = {family.name: family for family in ApiProcesses(tmp_path).collect()}
+    memory = families["process_resident_memory_bytes"].samples
+    assert [sample.labels for sample in memory] == [{"pid": str(os.getpid())}]
+    assert memory[0].value > 0
+    cpu = families["process_cpu_seconds"].samples
+    assert [(sample.name, sample.labels) for sample in cpu] == [
+        ("process_cpu_seconds_total", {"pid": str(os.getpid())})
+    ]
