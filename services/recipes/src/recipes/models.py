@@ -41,8 +41,7 @@ from sqlalchemy.orm import QueryableAttribute, defer
 from sqlalchemy.orm.interfaces import LoaderOption
 from sqlmodel import Field, SQLModel
 
-# Re-exported: the use cases (``service``, ``ratings``) take the clock from here.
-from servicekit._tables import utcnow as utcnow
+from servicekit import utcnow
 
 SEARCH_CONFIG = "english"
 SEARCH_VECTOR_SQL = (

@@ -36,10 +36,10 @@ from sqlmodel import col
 
 from contracts import RatingAdded, RatingRemoved, UserDeleted
 from recipes.listing import PageRequest
-from recipes.models import Rating, Recipe, utcnow
+from recipes.models import Rating, Recipe
 from recipes.service import Publish, RecipeNotFound
 from recipes.settings import SERVICE_NAME
-from servicekit import NOTIFY_CHANNEL, Principal, hold_writer, outbox_row
+from servicekit import NOTIFY_CHANNEL, Principal, hold_writer, outbox_row, utcnow
 
 
 @dataclass(frozen=True)

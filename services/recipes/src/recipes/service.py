@@ -26,10 +26,10 @@ from contracts import (
     UserUpdated,
 )
 from recipes.images import UploadedImage, image_reference
-from recipes.models import ImageStatus, Rating, Recipe, RecipeImage, utcnow, without_search_vector
+from recipes.models import ImageStatus, Rating, Recipe, RecipeImage, without_search_vector
 from recipes.schemas import RecipeOut, RecipePatch, RecipeWrite
 from recipes.settings import SERVICE_NAME
-from servicekit import NotFound, PermissionDenied, Principal, add_event, hold_writer
+from servicekit import NotFound, PermissionDenied, Principal, add_event, hold_writer, utcnow
 
 Publish = Callable[[Event], Awaitable[Any]]
 
