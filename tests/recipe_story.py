@@ -18,6 +18,7 @@ from email.message import Message
 from typing import Any, Protocol
 
 import httpx
+from gateway_client import gateway_client
 from PIL import Image
 
 from servicekit.testing import wait_until
@@ -88,7 +89,7 @@ def text_of(message: Message) -> str:
 
 
 def tell_the_recipe_story(platform: StoryPlatform) -> None:
-    with httpx.Client(base_url=platform.gateway_url, timeout=30) as gateway:
+    with gateway_client(platform.gateway_url) as gateway:
         _story(platform, gateway)
 
 

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from conftest import RunningPlatform
+from gateway_client import gateway_client
 
 
 @pytest.fixture
 def gateway(running_platform: RunningPlatform) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=running_platform.gateway_url, timeout=30) as client:
+    with gateway_client(running_platform.gateway_url) as client:
         yield client

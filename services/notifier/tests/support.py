@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -19,6 +20,19 @@ from servicekit import SessionMaker
 #: Monday 23 November 2026, 06:00 UTC, and the days around it.
 MONDAY_SIX = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 SATURDAY_SIX = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+
+
+def open_connections_to(port: int) -> int:
+    """TCP connections to 127.0.0.1:``port`` still established on their client side (from
+    /proc/net/tcp: the sockets a client has not closed, whoever holds them)."""
+    established = "01"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == established and int(remote.split(":")[1], 16) == port:
+            count += 1
+    return count
 
 
 def free_port() -> int:

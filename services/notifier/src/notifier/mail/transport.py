@@ -13,6 +13,7 @@ refused as ``ServerUnavailable``, so the mail waits for a server (or setting) th
 """
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -99,6 +100,7 @@ class SmtpTransport:
         client = await self._idle.get()
         try:
             if client is None or not client.is_connected:
+                await self._discard(client)  # a session the server ended: its socket too
                 client = await self._connect()
             # The bytes are final: send_message would parse and flatten them again.
             await client.sendmail(mail.sender, [mail.recipient], mail.data)
@@ -116,6 +118,12 @@ class SmtpTransport:
             await self._discard(client)
             client = None
             raise ServerUnavailable(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            # Cancelled (or failed) half-way through a conversation: the session's state is
+            # unknown, so it is closed here rather than left for the garbage collector.
+            await self._discard(client)
+            client = None
+            raise
         finally:
             self._idle.put_nowait(client)
 
@@ -130,17 +138,17 @@ class SmtpTransport:
         )
         try:
             await client.connect()
+            if self._login is not None:
+                if client.get_transport_info("sslcontext") is None:
+                    raise CleartextLoginRefused(
+                        f"{self._host}:{self._port} offers no TLS:"
+                        " credentials not sent in clear text"
+                    )
+                await client.login(*self._login)
         except BaseException:
-            # A failed STARTTLS (an unverifiable certificate) can leave the socket open.
+            # A failed STARTTLS (an unverifiable certificate) or login leaves the socket open.
             client.close()
             raise
-        if self._login is not None:
-            if client.get_transport_info("sslcontext") is None:
-                client.close()
-                raise CleartextLoginRefused(
-                    f"{self._host}:{self._port} offers no TLS: credentials not sent in clear text"
-                )
-            await client.login(*self._login)
         self._open.add(client)
         return client
 
@@ -153,7 +161,8 @@ class SmtpTransport:
         for client in list(self._open):
             try:
                 if client.is_connected:
-                    await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+                    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                        await client.quit()
+            finally:
+                client.close()  # also a session the server ended: its socket may still be open
         self._open.clear()
