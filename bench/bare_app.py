@@ -1,7 +1,8 @@
 """The HTTP ceiling: a bare FastAPI app on a raw async psycopg pool, nothing else.
 
-It does the same database work as the recipes API (the count and one page of the same columns,
-ordered the same way; one rating upsert) without ORM, token verification, ETag or outbox, so
+It does the same database work as the recipes API (the count, read from the same count shards
+that migration 0007 keeps, and one page of the same columns, ordered the same way; one rating
+upsert) without ORM, token verification, ETag or outbox, so
 ``recipes / bare`` is what the platform's layers cost. Configured by environment variables:
 ``BENCH_BARE_DSN`` (libpq URL) and ``BENCH_BARE_RATINGS_TABLE``.
 
@@ -54,7 +55,7 @@ app = FastAPI(lifespan=lifespan)
 async def list_recipes(request: Request, page: int = 1) -> Response:
     pool: AsyncConnectionPool = request.app.state.pool
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute("SELECT count(*) AS n FROM recipes")
+        await cursor.execute("SELECT coalesce(sum(recipes), 0) AS n FROM recipe_count_shards")
         count = (await cursor.fetchone() or {"n": 0})["n"]
         await cursor.execute(
             f"SELECT {COLUMNS} FROM recipes ORDER BY created_at DESC, id DESC OFFSET %s LIMIT %s",
