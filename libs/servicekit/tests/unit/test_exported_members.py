@@ -36,6 +36,7 @@ EXPECTED = {
     "RevokedUsers",
     "hold_writer",
     "record_user_state",
+    "writer_is_revoked",
     # the database and its migrations
     "SessionMaker",
     "create_engine",
