@@ -55,7 +55,9 @@ app = FastAPI(lifespan=lifespan)
 async def list_recipes(request: Request, page: int = 1) -> Response:
     pool: AsyncConnectionPool = request.app.state.pool
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute("SELECT coalesce(sum(recipes), 0) AS n FROM recipe_count_shards")
+        await cursor.execute(
+            "SELECT coalesce(sum(recipes), 0)::bigint AS n FROM recipe_count_shards"
+        )
         count = (await cursor.fetchone() or {"n": 0})["n"]
         await cursor.execute(
             f"SELECT {COLUMNS} FROM recipes ORDER BY created_at DESC, id DESC OFFSET %s LIMIT %s",
